@@ -1,0 +1,63 @@
+"""The variant contract every model follows (see DESIGN.md, "The variant contract").
+
+Inputs are flattened images x: (B, D) in [0, 1] and optional labels y: (B,) int64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaelab.config import BaseConfig
+
+
+class Variant(nn.Module):
+    """Base class: subclasses set ``generative`` and implement loss/encode/decode (and sample)."""
+
+    generative: bool = False
+    uses_labels: bool = False  # True when encode/decode need y (conditional VAE)
+
+    def __init__(self, config: BaseConfig, input_dim: int, n_classes: int = 10):
+        super().__init__()
+        self.config = config
+        self.input_dim = input_dim
+        self.n_classes = n_classes
+
+    # -- the contract -------------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Named per-example-averaged scalar terms plus ``total`` (the value reported and minimised)."""
+        raise NotImplementedError
+
+    def training_objective(self, x: torch.Tensor, y: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar to backpropagate, terms to report). Equal to terms['total'] unless the variant needs a
+        surrogate (the score-function estimator does)."""
+        terms = self.loss(x, y)
+        return terms["total"], terms
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The code: (B, D) -> (B, code_dim). For a VAE, the posterior mean."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel means in [0, 1]: (B, code_dim) -> (B, D)."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, y), y)
+
+    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """n generated images (n, D) in [0, 1]; only for generative variants."""
+        raise NotImplementedError(f"{type(self).__name__} is not generative")
+
+    def on_epoch_end(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
+        """Hook the trainer calls after each epoch (the AE + Gaussian mixture fits its mixture here)."""
+
+    @property
+    def code_dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
