@@ -4,11 +4,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST_TEST = REPO.parent / "shared" / "datasets" / "mnist-test"
 
 os.environ.setdefault("VAELAB_DATASET", "mnist-5k")  # the app's default dataset: no network in tests
+
+# The tests' models are tiny: one thread is faster than two fighting over a shared 2-core machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -132,7 +132,7 @@ def cmd_list(args) -> int:
             print(f"{i.variant or '?':<12} {i.name:<32} unreadable: {i.error}")
             continue
         loss = "" if i.test_loss is None else f"{i.test_loss:.3f}"
-        print(f"{i.variant:<12} {i.name:<32} {i.dataset:<24} {i.epochs:>6} {loss:>10}  {i.created}")
+        print(f"{i.variant:<12} {i.name:<32} {i.dataset_label:<24} {i.epochs:>6} {loss:>10}  {i.created}")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""The command line end to end on mnist-5k: variants, train -> checkpoint -> eval / list, and usage errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from vaelab.cli import main
+from vaelab.variants import VARIANTS
+
+
+def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "vaelab", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_variants_lists_the_nine_keys():
+    out = run_cli("variants")
+    assert out.returncode == 0, out.stderr
+    keys = [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+    assert keys == list(VARIANTS)
+    assert len(keys) == 9
+
+
+@pytest.mark.parametrize("key", list(VARIANTS))
+def test_train_then_eval_every_variant(key, tmp_path, capsys):
+    ckpt = tmp_path / f"{key}.pt"
+    code = main(["train", key, "--dataset", "mnist-5k", "--epochs", "1", "--out", str(ckpt), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert ckpt.exists()
+    assert "test: " in out and "total=" in out
+
+    assert main(["eval", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "total" in out and key in out
+
+
+def test_train_by_name_then_list(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(tmp_path))
+    args = ["train", "sparse", "--dataset", "mnist-5k", "--epochs", "1", "--set", "rho=0.1",
+            "--name", "tiny", "--quiet"]
+    assert main(args) == 0
+    assert (tmp_path / "sparse" / "tiny.pt").exists()
+    capsys.readouterr()
+    # the same name again without --overwrite is refused, the file is kept
+    assert main(args) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "sparse" in listing and "tiny" in listing and "mnist-5k" in listing
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["train", "vae", "--dataset", "mnist-5k", "--set", "lr=-1"], "lr"),
+        (["train", "sparse", "--dataset", "mnist-5k", "--set", "rho=1.5"], "rho"),
+        (["train", "ksparse", "--dataset", "mnist-5k", "--set", "k=500"], "k"),
+        (["train", "vae", "--dataset", "mnist-5k", "--epochs", "0"], "epochs"),
+        (["train", "vae", "--dataset", "mnist-5k", "--preset", "nope"], "preset"),
+        (["train", "nope", "--dataset", "mnist-5k"], "variant"),
+        (["train", "vae", "--dataset", "imagenet"], "imagenet"),
+        (["train", "vae", "--dataset", "mnist-5k", "--set", "latent_dim"], "--set"),
+        (["train", "vae", "--dataset", "mnist-5k", "--set", "colour=red"], "colour"),
+        (["train", "vae"], "--dataset"),
+    ],
+)
+def test_bad_values_exit_2_naming_the_field(args, field):
+    out = run_cli(*args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert field in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_eval_of_a_broken_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(os.urandom(256))
+    out = run_cli("eval", str(bad))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "broken.pt" in out.stderr or "checkpoint" in out.stderr
+
+
+def test_train_with_the_real_mnist_test_set(tmp_path, mnist_test_dir: Path, capsys):
+    ckpt = tmp_path / "ae.pt"
+    code = main(["train", "ae", "--dataset", "mnist-5k", "--test-dataset", f"idx:{mnist_test_dir}",
+                 "--epochs", "1", "--out", str(ckpt), "--quiet"])
+    assert code == 0
+    capsys.readouterr()
+    assert main(["eval", str(ckpt)]) == 0
+    assert "10000 images" in capsys.readouterr().out

@@ -1,0 +1,333 @@
+"""Checkpoints: ``<dir>/<variant>/<name>.pt``, plain dicts written atomically and read with a safe loader.
+
+A checkpoint holds the variant, its config, the dataset spec, the weights, the trainer's state (to resume),
+the history, the final test metrics, library versions and the time. Loading always uses
+``torch.load(..., weights_only=True)``; a broken, foreign or incompatible file raises ``CheckpointError`` with a
+message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import vaelab
+from vaelab.config import BaseConfig, ConfigError
+from vaelab.data import DataBundle
+from vaelab.training import Trainer
+from vaelab.variants import build_model, get_variant
+from vaelab.variants.base import Variant
+
+FORMAT_VERSION = 1
+MAX_NAME_LENGTH = 80
+REQUIRED_KEYS = ("format_version", "variant", "config", "input_dim", "n_classes", "model_state")
+# Keys update_metadata may not change: they define what the weights mean.
+PROTECTED_KEYS = frozenset({"format_version", "variant", "config", "input_dim", "n_classes", "image_shape",
+                            "model_state", "trainer_state", "history"})
+TENSOR_KEYS = ("model_state", "trainer_state", "history")  # kept out of Checkpoint.meta
+_NAME_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be written, read or used; the message says why."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    variant: str
+    config: BaseConfig
+    model: Variant  # in eval mode
+    meta: dict[str, Any]  # everything but weights, trainer state and history
+    history: list[dict[str, Any]]
+    trainer_state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class CheckpointInfo:
+    path: Path
+    name: str
+    variant: str
+    dataset: dict[str, Any] | None
+    epochs: int | None
+    test_loss: float | None
+    created: str | None
+    error: str | None = None  # set when the file could not be read
+
+    @property
+    def dataset_label(self) -> str:
+        """'mnist-5k', or 'train -> test' when the test split came from another source."""
+        if not self.dataset:
+            return "?"
+        train, test = self.dataset.get("train", "?"), self.dataset.get("test", "?")
+        return train if test == train else f"{train} -> {test}"
+
+
+def checkpoint_dir() -> Path:
+    return Path(os.environ.get("VAELAB_CHECKPOINT_DIR") or "checkpoints")
+
+
+def sanitize_name(name: str) -> str:
+    """A safe file stem: letters, digits, '-', '_', '.'; whitespace becomes '-'; a trailing '.pt' is dropped."""
+    if not isinstance(name, str):
+        raise CheckpointError(f"checkpoint name must be text (got {name!r})")
+    stem = re.sub(r"\s+", "-", name.strip())
+    if stem.endswith(".pt"):
+        stem = stem[:-3]
+    if not stem:
+        raise CheckpointError("checkpoint name is empty")
+    if "/" in stem or "\\" in stem:
+        raise CheckpointError(f"checkpoint name {name!r} must not contain '/' or '\\'")
+    if ".." in stem:
+        raise CheckpointError(f"checkpoint name {name!r} must not contain '..'")
+    if stem.startswith("."):
+        raise CheckpointError(f"checkpoint name {name!r} must not start with '.'")
+    if len(stem) > MAX_NAME_LENGTH:
+        raise CheckpointError(f"checkpoint name is {len(stem)} characters long; at most {MAX_NAME_LENGTH} allowed")
+    if not _NAME_CHARS.fullmatch(stem):
+        bad = sorted(set(re.sub(r"[A-Za-z0-9._-]", "", stem)))
+        raise CheckpointError(f"checkpoint name {name!r} contains {''.join(bad)!r}; allowed: letters, digits, "
+                              f"'-', '_', '.' (spaces become '-')")
+    return stem
+
+
+def checkpoint_path(variant: str, name: str, directory: str | Path | None = None) -> Path:
+    get_variant(variant)
+    return Path(directory or checkpoint_dir()) / variant / f"{sanitize_name(name)}.pt"
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+def save_trainer(trainer: Trainer, name: str, directory: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the trainer (weights, state to resume, history, metadata) to ``<dir>/<variant>/<name>.pt``."""
+    path = checkpoint_path(trainer.variant, name, directory)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"a checkpoint named {path.stem!r} already exists for {trainer.variant} ({path}); "
+                              "choose another name or overwrite it")
+    _atomic_save(_payload(trainer, path.stem), path)
+    return path
+
+
+def save_trainer_to(trainer: Trainer, path: str | Path, overwrite: bool = False) -> Path:
+    """Write the trainer to an explicit file path (the CLI's ``--out``); the name is the file's stem."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise CheckpointError(f"{path}: a checkpoint file name must end in .pt")
+    sanitize_name(path.stem)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} already exists; choose another path or overwrite it")
+    _atomic_save(_payload(trainer, path.stem), path)
+    return path
+
+
+def _payload(trainer: Trainer, name: str) -> dict[str, Any]:
+    state = trainer.state_dict()
+    model_state = state.pop("model")
+    history = state.pop("history")
+    for duplicated in ("variant", "config"):
+        state.pop(duplicated)
+    tests = [row for row in history if row["kind"] == "test"]
+    metrics = {k: v for k, v in tests[-1].items() if k not in ("kind", "step", "epoch", "time")} if tests else {}
+    data = trainer.data
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "variant": trainer.variant,
+        "name": name,
+        "config": trainer.config.to_dict(),
+        "dataset": {**data.spec, "binarize": trainer.config.binarize},
+        "input_dim": data.input_dim,
+        "n_classes": data.n_classes,
+        "image_shape": list(data.image_shape),
+        "model_state": model_state,
+        "trainer_state": state,
+        "history": history,
+        "metrics": metrics,
+        "versions": {"torch": str(torch.__version__), "vaelab": vaelab.__version__,  # TorchVersion is not plain
+                     "python": platform.python_version()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "train_time": trainer.elapsed,
+    }
+    return payload
+
+
+def update_metadata(path: str | Path, **meta: Any) -> dict[str, Any]:
+    """Merge ``meta`` into a checkpoint's top-level metadata (e.g. cached evaluation results) and rewrite it
+    atomically. Values must be plain data (numbers, text, lists, dicts, tensors). Returns the new metadata."""
+    path = Path(path)
+    protected = sorted(set(meta) & PROTECTED_KEYS)
+    if protected:
+        raise CheckpointError(f"update_metadata cannot change {protected[0]!r}; it defines the saved model")
+    for key, value in meta.items():
+        _check_plain(value, key)
+    payload = _read_payload(path)
+    payload.update(meta)
+    _atomic_save(payload, path)
+    return {k: v for k, v in payload.items() if k not in TENSOR_KEYS}
+
+
+def delete_checkpoint(path: str | Path) -> None:
+    path = Path(path)
+    if path.suffix != ".pt" or not path.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint file")
+    path.unlink()
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    """torch.save to a temp file in the same folder, then os.replace: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _check_safe_loadable(Path(tmp_name))
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _check_safe_loadable(path: Path) -> None:
+    """Refuse to publish a file that the weights-only loader would reject (e.g. a str subclass slipped in)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"refusing to write {path.name}: a safe load could not read it back ({first})") from e
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str | int):
+                raise CheckpointError(f"metadata {where}: keys must be text or whole numbers (got {k!r})")
+            _check_plain(v, f"{where}.{k}")
+        return
+    raise CheckpointError(f"metadata {where}: {type(value).__name__} cannot be stored safely; use numbers, text, "
+                          "lists, dicts or tensors")
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The raw dict, checked for shape and version (not yet for variant, config or weights)."""
+    if not path.is_file():
+        why = "not a file" if path.exists() else "no such file"
+        raise CheckpointError(f"{path} is not a readable vaelab checkpoint: {why}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as e:  # truncated zip, random bytes, a pickle holding objects a safe load refuses ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+            reason = "it holds Python objects that a safe (weights-only) load refuses"
+        raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({reason[:200]})") from e
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is not a vaelab checkpoint (it holds a {type(payload).__name__}, "
+                              "not a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is not a vaelab checkpoint (missing: {', '.join(missing)})")
+    version = payload["format_version"]
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {version!r}, this vaelab reads {FORMAT_VERSION}")
+    return payload
+
+
+def _checked_variant(path: Path, payload: dict[str, Any], expected_variant: str | None) -> str:
+    variant = payload["variant"]
+    try:
+        get_variant(variant)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if expected_variant is not None and variant != expected_variant:
+        raise CheckpointError(f"{path} holds a {variant!r} model, not {expected_variant!r}")
+    return variant
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", expected_variant: str | None = None) -> Checkpoint:
+    """Read and check a checkpoint; the model comes back in eval mode."""
+    path = Path(path)
+    payload = _read_payload(path, map_location)
+    variant = _checked_variant(path, payload, expected_variant)
+    try:
+        config = get_variant(variant).config_cls.from_dict(payload["config"])
+    except (ConfigError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its config is rejected: {e}") from None
+    try:
+        model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: its config is rejected: {e}") from None
+    try:
+        model.load_state_dict(payload["model_state"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(e).__name__)
+        raise CheckpointError(f"{path}: the weights do not match the config ({detail[:300]})") from None
+    if isinstance(map_location, str | torch.device):
+        model.to(map_location)
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k not in TENSOR_KEYS}
+    return Checkpoint(path=path, variant=variant, config=config, model=model, meta=meta,
+                      history=list(payload.get("history") or []), trainer_state=payload.get("trainer_state") or {})
+
+
+def restore_trainer(ckpt: Checkpoint, data: DataBundle, device: str = "cpu") -> Trainer:
+    """A Trainer that continues exactly where the checkpoint's run stopped (needs the same training data)."""
+    state = ckpt.trainer_state
+    if not state:
+        raise CheckpointError(f"{ckpt.path} holds no trainer state to resume from")
+    if data.input_dim != ckpt.meta["input_dim"]:
+        raise CheckpointError(f"{ckpt.path} was trained on images of {ckpt.meta['input_dim']} pixels; this data "
+                              f"has {data.input_dim}")
+    trainer = Trainer(ckpt.variant, ckpt.config, data, seed=state["seed"], device=device,
+                      log_every=state["log_every"])
+    full = {**state, "variant": ckpt.variant, "config": ckpt.config.to_dict(), "history": ckpt.history,
+            "model": ckpt.model.state_dict()}
+    try:
+        trainer.load_state_dict(full)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.path}: cannot resume training: {e}") from None
+    return trainer
+
+
+def list_checkpoints(directory: str | Path | None = None, variant: str | None = None) -> list[CheckpointInfo]:
+    """Every ``<dir>/<variant>/*.pt``, sorted by variant and name. Broken files are listed with ``error`` set
+    (and a warning), never raised."""
+    root = Path(directory or checkpoint_dir())
+    paths = sorted(root.glob(f"{variant}/*.pt" if variant else "*/*.pt"))
+    return [_info(p) for p in paths]
+
+
+def _info(path: Path) -> CheckpointInfo:
+    try:
+        try:
+            payload = _read_payload(path, mmap=True)
+        except CheckpointError:
+            payload = _read_payload(path)  # mmap needs the zip format; try the plain way before giving up
+        variant = _checked_variant(path, payload, None)
+        tests = payload.get("metrics") or {}
+        loss = tests.get("total")
+        return CheckpointInfo(path=path, name=str(payload.get("name", path.stem)), variant=variant,
+                              dataset=payload.get("dataset"), epochs=payload.get("epochs"),
+                              test_loss=None if loss is None else float(loss), created=payload.get("created"))
+    except Exception as e:  # listing never fails because of one file
+        message = str(e) if isinstance(e, CheckpointError) else f"{path}: unreadable metadata ({e})"
+        warnings.warn(f"skipping a broken checkpoint: {message}", stacklevel=3)
+        return CheckpointInfo(path=path, name=path.stem, variant=path.parent.name, dataset=None, epochs=None,
+                              test_loss=None, created=None, error=message)
