@@ -66,6 +66,12 @@ def param(
     return field(default=default, metadata={"info": info})
 
 
+def redefault(cls: type, name: str, default: Any) -> Any:
+    """The field ``name`` of config class ``cls`` with a new default and the same label, range and help."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return field(default=default, metadata=f.metadata)
+
+
 def field_info(f: dataclasses.Field) -> FieldInfo:
     return f.metadata.get("info") or FieldInfo(label=f.name, help="")
 

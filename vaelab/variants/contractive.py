@@ -12,24 +12,21 @@ course's 12x12 grid) and lam = 0.1 (the contractive-autoencoder tutorial's contr
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from vaelab import losses
-from vaelab.config import param
+from vaelab.config import param, redefault
 from vaelab.variants import ae
-
-_AE_FIELDS = {f.name: f for f in dataclasses.fields(ae.Config)}
 
 
 @dataclass
 class Config(ae.Config):
     # the autoencoder's fields with the course defaults: one sigmoid layer of 144 units
-    hidden_sizes: tuple[int, ...] = field(default=(), metadata=_AE_FIELDS["hidden_sizes"].metadata)
-    code_size: int = field(default=144, metadata=_AE_FIELDS["code_size"].metadata)
-    code_activation: str = field(default="sigmoid", metadata=_AE_FIELDS["code_activation"].metadata)
+    hidden_sizes: tuple[int, ...] = redefault(ae.Config, "hidden_sizes", ())
+    code_size: int = redefault(ae.Config, "code_size", 144)
+    code_activation: str = redefault(ae.Config, "code_activation", "sigmoid")
     lam: float = param(0.1, label="lambda", help="Weight of the penalty ||J_f(x)||_F^2 on the encoder's "
                                                  "Jacobian; 0 gives a plain autoencoder.", low=0.0, high=1000.0)
 

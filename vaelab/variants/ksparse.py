@@ -7,15 +7,12 @@ classic setting (Makhzani & Frey, 2013).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from vaelab.config import ConfigError, param
+from vaelab.config import ConfigError, param, redefault
 from vaelab.variants import ae
-
-_AE_FIELDS = {f.name: f for f in dataclasses.fields(ae.Config)}
 
 
 def keep_top_k(h: torch.Tensor, k: int) -> torch.Tensor:
@@ -37,8 +34,8 @@ def check_k(k: int, code_size: int) -> None:
 @dataclass
 class Config(ae.Config):
     # the autoencoder's fields with the course defaults: one linear layer of 144 units
-    hidden_sizes: tuple[int, ...] = field(default=(), metadata=_AE_FIELDS["hidden_sizes"].metadata)
-    code_size: int = field(default=144, metadata=_AE_FIELDS["code_size"].metadata)
+    hidden_sizes: tuple[int, ...] = redefault(ae.Config, "hidden_sizes", ())
+    code_size: int = redefault(ae.Config, "code_size", 144)
     # range [1, code_size] depends on code_size, so it is checked in check(), not in the field metadata
     k: int = param(44, label="k (active units)", help="Code units kept per image (the k largest); "
                                                       "must be in [1, code size].")

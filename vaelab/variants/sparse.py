@@ -10,23 +10,20 @@ encoder's first Linear weight (144, D) holds one filter per unit, which the app 
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from vaelab import losses
-from vaelab.config import param
+from vaelab.config import param, redefault
 from vaelab.variants import ae
-
-_AE_FIELDS = {f.name: f for f in dataclasses.fields(ae.Config)}
 
 
 @dataclass
 class Config(ae.Config):
     # the autoencoder's fields with the course defaults: one sigmoid layer of 144 units
-    hidden_sizes: tuple[int, ...] = field(default=(), metadata=_AE_FIELDS["hidden_sizes"].metadata)
-    code_size: int = field(default=144, metadata=_AE_FIELDS["code_size"].metadata)
+    hidden_sizes: tuple[int, ...] = redefault(ae.Config, "hidden_sizes", ())
+    code_size: int = redefault(ae.Config, "code_size", 144)
     code_activation: str = param("sigmoid", label="Code activation",
                                  help="Sigmoid, so each unit's mean activation rho_hat lies in (0, 1) as the "
                                       "KL-Bernoulli penalty needs.", choices=("sigmoid",))
