@@ -1,0 +1,23 @@
+"""Home: what each variant teaches, two lines each, with a link to its page."""
+
+import streamlit as st
+
+from vaelab.ui.pages import PAGES
+from vaelab.variants import VARIANTS
+
+st.title("vaelab: autoencoders and variational autoencoders")
+st.markdown(
+    "Train each model live on handwritten digits, watch its loss split into terms, and look at what it "
+    "learned. Pick the dataset, device and seed in the sidebar; every page can save and reload its models."
+)
+
+for group in ("Deterministic", "Generative", "Compare"):
+    specs = [p for p in PAGES if p.group == group]
+    st.subheader(group)
+    for spec in specs:
+        lesson = VARIANTS[spec.variant].lesson if spec.variant else "Several saved models side by side."
+        if spec.exists():
+            st.page_link(spec.file, label=spec.title, icon=spec.icon)
+        else:
+            st.markdown(f"{spec.title} *(page not written yet)*")
+        st.caption(lesson)

@@ -1,0 +1,343 @@
+"""AppTest checks of the app frame, the config form, the training panel and the Autoencoder page.
+
+AppTest does not tick ``st.fragment(run_every=...)`` by itself: each ``at.run()`` executes the whole page, the
+live fragment included, so one ``run()`` advances training by one chunk (about 0.3 s of work). The tests drive
+training that way. Data: ``mnist-5k`` (tests/conftest.py sets VAELAB_DATASET); checkpoints go to a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from vaelab.checkpoints import CheckpointError
+from vaelab.data import DataError
+from vaelab.ui import checkpoint_panel, sidebar
+from vaelab.ui import session as state
+from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model, session_key
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+MAX_RUNS = 300
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _session(at: AppTest, variant: str = "ae") -> TrainingSession:
+    return at.session_state[session_key(variant)]
+
+
+def _ae_page(hidden: str = "16", code_size: int = 2, epochs: int = 1, batch_size: int = 100,
+             chunk_steps: int | None = 10) -> AppTest:
+    """The app on the Autoencoder page with a tiny model typed into the generated form; each live chunk trains
+    at most ``chunk_steps`` steps, so a run spans several chunks however fast the machine is."""
+    at = _app().run()
+    at.switch_page("pages/ae.py").run()
+    _no_exception(at)
+    _session(at).chunk_steps = chunk_steps
+    at.text_input(key="cfg.ae.hidden_sizes").set_value(hidden)
+    at.number_input(key="cfg.ae.code_size").set_value(code_size)
+    at.number_input(key="cfg.ae.epochs").set_value(epochs)
+    at.number_input(key="cfg.ae.batch_size").set_value(batch_size)
+    at.run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def _run_until_stopped(at: AppTest) -> None:
+    for _ in range(MAX_RUNS):
+        if not _session(at).running:
+            return
+        at.run()
+    raise AssertionError(f"training still running after {MAX_RUNS} fragment runs")
+
+
+def _reconstruct_fixed(session: TrainingSession) -> torch.Tensor:
+    x = session.data.test.images[:8]
+    return run_model(session.model, session.model.reconstruct, x)
+
+
+# -- frame ---------------------------------------------------------------------------------------------------
+def test_app_opens_on_home_with_sidebar_and_links():
+    at = _app().run()
+    _no_exception(at)
+    assert at.title[0].value.startswith("vaelab")
+    assert at.selectbox(key="vaelab.dataset").value == "mnist-5k"
+    assert "cpu" in at.selectbox(key="vaelab.device").options
+    assert any("Train: mnist-5k (4,000 images)" in c.value for c in at.sidebar.caption)
+    links = {pl.proto.label for pl in at.get("page_link")}
+    assert "Autoencoder" in links
+    assert not at.sidebar.warning  # no fallback notice for an embedded dataset
+
+
+def test_unloadable_torchvision_source_falls_back_to_mnist_5k_with_a_notice(monkeypatch):
+    real_load = sidebar.load_data
+
+    def offline(train, test=None, **kw):
+        if train == "mnist":
+            raise DataError("could not download data source 'mnist' (offline?)")
+        return real_load(train, test, **kw)
+
+    monkeypatch.setattr(sidebar, "load_data", offline)
+    monkeypatch.setenv("VAELAB_DATASET", "mnist")
+    sidebar.cached_data.clear()
+    try:
+        at = _app().run()
+        _no_exception(at)
+        notices = [w.value for w in at.sidebar.warning]
+        assert len(notices) == 1
+        assert "could not download data source 'mnist'" in notices[0] and "mnist-5k" in notices[0]
+        assert any("Train: mnist-5k (4,000 images)" in c.value for c in at.sidebar.caption)
+    finally:
+        sidebar.cached_data.clear()
+
+
+def test_bad_test_source_is_reported_and_the_dataset_keeps_its_own_test_split(tmp_path):
+    at = _app().run()
+    at.text_input(key="vaelab.test_source").set_value(f"idx:{tmp_path / 'missing'}").run()
+    _no_exception(at)
+    assert len(at.sidebar.error) == 1 and "no such folder" in at.sidebar.error[0].value
+    assert any("test: mnist-5k (1,000)" in c.value for c in at.sidebar.caption)
+
+
+def test_real_mnist_test_set_can_be_the_test_source(mnist_test_dir):
+    at = _app().run()
+    at.text_input(key="vaelab.test_source").set_value(f"idx:{mnist_test_dir}").run()
+    _no_exception(at)
+    assert not at.sidebar.error
+    assert any(f"test: idx:{mnist_test_dir} (10,000)" in c.value for c in at.sidebar.caption)
+
+
+# -- config form ---------------------------------------------------------------------------------------------
+def _form_script():
+    import streamlit as st
+
+    from vaelab.ui.config_form import config_form
+
+    config = config_form("ae")
+    st.text(f"config={config!r}")
+
+
+def test_config_form_builds_the_config_names_a_bad_field_and_applies_presets():
+    at = AppTest.from_function(_form_script, default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    assert "hidden_sizes=(400,)" in at.text[0].value and "code_size=32" in at.text[0].value
+    labels = {w.label for w in [*at.number_input, *at.text_input, *at.selectbox]}
+    assert {"Code size", "Learning rate", "Batch size", "Epochs", "Hidden layers", "Preset"} <= labels
+
+    at.text_input(key="cfg.ae.hidden_sizes").set_value("64,0").run()
+    assert at.text[0].value == "config=None"
+    assert len(at.error) == 1 and "Hidden layers" in at.error[0].value and "[1, 4096]" in at.error[0].value
+
+    at.text_input(key="cfg.ae.hidden_sizes").set_value("64, 8").run()
+    assert not at.error and "hidden_sizes=(64, 8)" in at.text[0].value
+
+    at.selectbox(key="cfg.ae._preset").set_value("2d-code").run()
+    assert at.number_input(key="cfg.ae.code_size").value == 2
+    assert at.text_input(key="cfg.ae.hidden_sizes").value == "512,256"
+    assert "code_size=2" in at.text[0].value
+
+
+# -- training panel on the Autoencoder page --------------------------------------------------------------------
+def test_ae_page_trains_live_pauses_resumes_and_survives_a_page_switch():
+    at = _ae_page(epochs=1, batch_size=100, chunk_steps=10)  # 40 steps: at least 4 chunks
+    assert at.button(key="panel.ae.pause").disabled and not at.button(key="panel.ae.start").disabled
+    at.button(key="panel.ae.start").click().run()
+    _no_exception(at)
+    session = _session(at)
+    assert session.running and 0 < session.trainer.step <= 10
+    assert at.text_input(key="cfg.ae.hidden_sizes").disabled  # the form is read-only during a run
+    assert at.button(key="panel.ae.start").disabled and not at.button(key="panel.ae.pause").disabled
+
+    at.button(key="panel.ae.pause").click().run()
+    paused_step = session.trainer.step
+    at.run()
+    assert session.status == "paused" and session.trainer.step == paused_step
+    assert not at.button(key="panel.ae.resume").disabled
+
+    at.switch_page("pages/home.py").run()  # leave: nothing trains, nothing is lost
+    at.switch_page("pages/ae.py").run()
+    _no_exception(at)
+    assert _session(at) is session and session.trainer.step == paused_step
+    assert at.text_input(key="cfg.ae.hidden_sizes").value == "16"
+    assert at.selectbox(key="vaelab.dataset").value == "mnist-5k"  # app.py's sidebar is drawn on every run
+
+    at.button(key="panel.ae.resume").click().run()
+    steps, rows = [paused_step, session.trainer.step], [len(session.history)]
+    while session.running and len(steps) < MAX_RUNS:  # each run = one fragment run = one chunk
+        at.run()
+        steps.append(session.trainer.step)
+        rows.append(len(session.history))
+    _no_exception(at)
+    assert len(steps) >= 4 and all(0 < b - a <= 10 for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b > a for a, b in zip(rows, rows[1:], strict=False))  # every chunk adds history rows
+    assert session.status == "finished" and session.trainer.done and session.trainer.step == 40
+    kinds = [row["kind"] for row in session.history]
+    assert kinds.count("test") == 1 and kinds.count("train") >= 4
+    assert at.get("progress")[0].proto.text.startswith("Finished: 1 epoch, 40 steps")
+    assert at.button(key="panel.ae.pause").disabled and at.button(key="panel.ae.resume").disabled
+    assert len(at.get("plotly_chart")) >= 3  # loss curves, code histogram, 2-D code map
+    assert at.image[0].captions[0].startswith("Top to bottom: test images, reconstructions")
+
+    at.button(key="panel.ae.reset").click().run()
+    assert session.status == "idle" and session.model is None
+    assert not at.text_input(key="cfg.ae.hidden_sizes").disabled
+
+
+def test_save_then_load_through_the_ui_restores_the_model_and_resumes():
+    at = _ae_page(epochs=50, batch_size=100)
+    at.button(key="panel.ae.start").click().run()
+    at.button(key="panel.ae.pause").click().run()
+    session = _session(at)
+    saved_step, saved_history = session.trainer.step, [dict(r) for r in session.history]
+    expected = _reconstruct_fixed(session)
+
+    at.text_input(key="panel.ae.save_name").set_value("tiny").run()
+    at.button(key="panel.ae.save").click().run()
+    assert "Saved `tiny`" in at.success[0].value
+    at.button(key="panel.ae.save").click().run()  # same name again: asks first
+    assert "already exists" in at.warning[0].value
+    at.button(key="panel.ae.overwrite_yes").click().run()
+    assert "Saved `tiny`" in at.success[0].value and not at.warning
+
+    at.button(key="panel.ae.reset").click().run()
+    assert session.model is None
+    assert "tiny · mnist-5k" in at.selectbox(key="panel.ae.load_choice").format_func(
+        at.selectbox(key="panel.ae.load_choice").value)
+    at.button(key="panel.ae.load").click().run()
+    _no_exception(at)
+    assert "Loaded `tiny`" in at.success[-1].value
+    assert session.status == "paused" and session.trainer.step == saved_step
+    assert session.history == saved_history
+    assert torch.equal(_reconstruct_fixed(session), expected)
+    assert at.text_input(key="cfg.ae.hidden_sizes").value == "16"  # the form shows the loaded config
+
+    at.button(key="panel.ae.resume").click().run()
+    assert session.trainer.step > saved_step
+
+
+def test_broken_checkpoint_is_listed_as_unreadable_and_cannot_be_loaded():
+    folder = Path(os.environ["VAELAB_CHECKPOINT_DIR"]) / "ae"
+    folder.mkdir(parents=True)
+    (folder / "broken.pt").write_bytes(b"not a checkpoint")
+    at = _app().run()
+    with pytest.warns(UserWarning, match="broken checkpoint"):
+        at.switch_page("pages/ae.py").run()
+    _no_exception(at)
+    choice = at.selectbox(key="panel.ae.load_choice")
+    assert choice.format_func(choice.value).startswith("broken · unreadable")
+    assert at.button(key="panel.ae.load").disabled
+
+
+def test_ae_page_draws_a_cached_tsne_map_for_a_wider_code():
+    at = _ae_page(code_size=8, epochs=1)
+    at.button(key="panel.ae.start").click().run()
+    _run_until_stopped(at)
+    session = _session(at)
+    assert session.status == "finished"
+    at.select_slider(key="ae.tsne_n").set_value(500).run()
+    charts_before = len(at.get("plotly_chart"))
+    at.button(key="ae.tsne_draw").click().run()
+    _no_exception(at)
+    assert len(at.get("plotly_chart")) == charts_before + 1
+    assert f"t-SNE of 500 test codes (step {session.step})" in at.get("plotly_chart")[-1].proto.spec
+    step, (points, labels) = latest_cached(session, "tsne", 500, 0)
+    assert step == session.step and points.shape == (500, 2) and labels.shape == (500,)
+    at.run()  # drawn again from the cache, without pressing the button
+    assert f"t-SNE of 500 test codes (step {session.step})" in at.get("plotly_chart")[-1].proto.spec
+
+
+# -- session state without Streamlit ---------------------------------------------------------------------------
+class _StubTrainer:
+    """Stands in for a Trainer: each advance adds one step; it fails or finishes at a given step."""
+
+    def __init__(self, fail_at=None, total=3):
+        self.step, self.total, self.fail_at, self.error, self.history = 0, total, fail_at, None, []
+        self.calls = []
+
+    @property
+    def done(self):
+        return self.step >= self.total
+
+    def advance(self, max_steps=None, max_seconds=None):
+        self.calls.append((max_steps, max_seconds))
+        self.step += 1
+        if self.step == self.fail_at:
+            self.error = "Training stopped: the total became nan"
+        return []
+
+
+def test_advance_moves_a_running_session_to_finished_or_error():
+    ok = TrainingSession("ae", trainer=_StubTrainer(total=2), status=state.RUNNING)
+    state.advance(ok, 0.1)
+    assert ok.status == state.RUNNING
+    state.advance(ok, 0.1)
+    assert ok.status == state.FINISHED and ok.trainer.step == 2
+    state.advance(ok, 0.1)
+    assert ok.trainer.step == 2  # a finished run does not advance
+
+    assert ok.trainer.calls == [(None, 0.1)] * 2
+
+    bad = TrainingSession("ae", trainer=_StubTrainer(fail_at=1), status=state.RUNNING, chunk_steps=3)
+    state.advance(bad, 0.1)
+    assert bad.status == state.ERROR and "nan" in bad.message and bad.trainer.calls == [(3, 0.1)]
+    state.resume(bad)
+    assert bad.status == state.ERROR  # an errored run cannot resume
+
+    paused = TrainingSession("ae", trainer=_StubTrainer(), status=state.RUNNING)
+    state.pause(paused)
+    state.advance(paused, 0.1)
+    assert paused.status == state.PAUSED and paused.trainer.step == 0
+    state.resume(paused)
+    assert paused.running
+
+
+def test_model_cached_recomputes_only_when_the_model_moves_on():
+    session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.PAUSED)
+    calls = []
+
+    def compute():
+        calls.append(session.step)
+        return len(calls)
+
+    assert model_cached(session, "m", compute, 5) == 1
+    assert model_cached(session, "m", compute, 5) == 1 and calls == [0]
+    assert model_cached(session, "m", compute, 6) == 2  # another key
+    session.trainer.step = 7
+    assert model_cached(session, "m", compute, 5) == 3 and calls == [0, 0, 7]
+    assert latest_cached(session, "m", 5) == (7, 3)
+    state.reset(session)
+    assert latest_cached(session, "m", 5) is None
+
+
+def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeypatch):
+    at = _ae_page(epochs=1)
+    at.button(key="panel.ae.start").click().run()
+    _run_until_stopped(at)
+    session = _session(at)
+    saved_history, expected = [dict(r) for r in session.history], _reconstruct_fixed(session)
+    at.button(key="panel.ae.save").click().run()
+    at.button(key="panel.ae.reset").click().run()
+
+    def cannot_resume(ckpt, data, device="cpu"):
+        raise CheckpointError("resume needs the same training set")
+
+    monkeypatch.setattr(checkpoint_panel, "restore_trainer", cannot_resume)
+    at.button(key="panel.ae.load").click().run()
+    _no_exception(at)
+    assert session.status == state.VIEW_ONLY and session.trainer is None
+    assert session.history == saved_history and torch.equal(_reconstruct_fixed(session), expected)
+    assert any("resume needs the same training set" in i.value for i in at.info)
+    assert at.button(key="panel.ae.resume").disabled and not at.button(key="panel.ae.start").disabled
+    assert len(at.get("plotly_chart")) >= 3  # stored curves and the code views of the loaded model

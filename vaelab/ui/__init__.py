@@ -1,0 +1,31 @@
+"""The only Streamlit code outside ``app.py`` and ``pages/``: sidebar, config form, training panel, helpers.
+
+A page is layout only. The pattern (see ``pages/ae.py``)::
+
+    import streamlit as st
+    from vaelab import analysis, plots
+    from vaelab.ui.explain import what_you_are_seeing
+    from vaelab.ui.images import show_image_rows, show_picture
+    from vaelab.ui.session import TrainingSession, model_cached
+    from vaelab.ui.training_panel import training_panel
+
+    def live_views(session: TrainingSession) -> None:        # redrawn inside the live fragment while training
+        show_picture(analysis.filter_grid(analysis.first_layer_weights(session.model), session.data.image_shape))
+        st.plotly_chart(fig, key=f"sparse.hist.{session.redraws}")   # a fresh key per redraw
+
+    st.title("Sparse autoencoder")
+    what_you_are_seeing("...", [r"\\mathcal{L} = ..."])
+    session = training_panel("sparse", extra_views=live_views, fixed={"rho": rho_from_my_slider})
+    if session.has_model:                                     # views that need not be live (t-SNE, sweeps)
+        result = model_cached(session, "sweep", lambda: analysis.corruption_sweep(...), level)
+
+Modules:
+    sidebar         ``current_settings()`` -> Settings(data, dataset, device, seed, notice); cached dataset loading
+    config_form     ``config_form(variant, ...)``: widgets generated from the config dataclass; presets
+    training_panel  ``training_panel(variant, extra_views=..., defaults=..., fixed=...)`` -> TrainingSession
+    session         TrainingSession (model, history, config, data, step, status), ``model_cached``, ``run_model``
+    controls / live_view / checkpoint_panel   the panel's parts (buttons, live fragment, save / load)
+    images          ``show_image_rows`` (rows of digits), ``show_picture`` (filter grids, manifolds)
+    explain         ``what_you_are_seeing(markdown, latex_list)``
+    pages           the page table used by ``app.py`` and the Home page
+"""

@@ -1,0 +1,195 @@
+"""Save the current run under a name (asking before overwriting) and load one of the variant's checkpoints.
+
+A loaded checkpoint becomes a paused run that Resume continues (``restore_trainer``), or, when its training data
+cannot be restored here, a view-only model with its stored curves. Loading also fills the config form with the
+checkpoint's values, so Stop / Reset then Start trains the same configuration again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from vaelab.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointInfo,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    restore_trainer,
+    sanitize_name,
+    save_trainer,
+)
+from vaelab.data import DataBundle, DataError
+from vaelab.ui import session as state
+from vaelab.ui.config_form import set_form_values
+from vaelab.ui.session import TrainingSession, get_session
+from vaelab.ui.sidebar import Settings, cached_data, current_settings
+
+
+def checkpoint_panel(session: TrainingSession, key_prefix: str, form_prefix: str) -> None:
+    """Two columns: Save (name, confirm overwrite) and Load (the variant's checkpoints)."""
+    save_col, load_col = st.columns(2, gap="large")
+    with save_col:
+        _save_section(session, key_prefix)
+    with load_col:
+        _load_section(session, key_prefix, form_prefix)
+
+
+# -- feedback that survives the rerun a button causes ------------------------------------------------------
+def _feedback_key(key_prefix: str, what: str) -> str:
+    return f"{key_prefix}.{what}_feedback"
+
+
+def _show_feedback(key_prefix: str, what: str) -> None:
+    feedback = st.session_state.get(_feedback_key(key_prefix, what))
+    if feedback:
+        kind, text = feedback
+        (st.success if kind == "success" else st.error)(text)
+
+
+def _set_feedback(key_prefix: str, what: str, kind: str | None, text: str = "") -> None:
+    st.session_state[_feedback_key(key_prefix, what)] = (kind, text) if kind else None
+
+
+# -- save ----------------------------------------------------------------------------------------------------
+def suggested_name(session: TrainingSession) -> str:
+    trainer = session.trainer
+    if trainer is None:
+        return session.variant
+    try:
+        return sanitize_name(f"{session.variant}-{trainer.data.train.source}-{trainer.epoch}ep")
+    except CheckpointError:
+        return f"{session.variant}-{trainer.epoch}ep"
+
+
+def _save(session: TrainingSession, name: str, key_prefix: str, overwrite: bool) -> None:
+    try:
+        path = save_trainer(session.trainer, name, overwrite=overwrite)
+    except (CheckpointError, OSError) as error:
+        _set_feedback(key_prefix, "save", "error", f"Not saved: {error}")
+    else:
+        _set_feedback(key_prefix, "save", "success", f"Saved `{path.stem}` ({path}).")
+
+
+def _save_section(session: TrainingSession, key_prefix: str) -> None:
+    st.markdown("**Save this run**")
+    pending_key = f"{key_prefix}.overwrite_pending"
+    trainer = session.trainer
+    typed = st.text_input("Name", key=f"{key_prefix}.save_name", placeholder=suggested_name(session),
+                          help="Letters, digits, '-', '_', '.'; empty: the suggested name.")
+    name = typed.strip() or suggested_name(session)
+    if st.button("Save", key=f"{key_prefix}.save", icon=":material/save:", disabled=trainer is None):
+        st.session_state[pending_key] = None
+        try:
+            exists = checkpoint_path(session.variant, name).exists()
+        except CheckpointError as error:
+            _set_feedback(key_prefix, "save", "error", f"Not saved: {error}")
+        else:
+            if exists:
+                st.session_state[pending_key] = name
+                _set_feedback(key_prefix, "save", None)
+            else:
+                _save(session, name, key_prefix, overwrite=False)
+    pending = st.session_state.get(pending_key)
+    if pending and trainer is not None:
+        st.warning(f"A checkpoint named `{sanitize_name(pending)}` already exists. Overwrite it?")
+        yes, no = st.columns(2)
+        if yes.button("Overwrite", key=f"{key_prefix}.overwrite_yes", type="primary"):
+            st.session_state[pending_key] = None
+            _save(session, pending, key_prefix, overwrite=True)
+            st.rerun()
+        if no.button("Cancel", key=f"{key_prefix}.overwrite_no"):
+            st.session_state[pending_key] = None
+            st.rerun()
+    _show_feedback(key_prefix, "save")
+
+
+# -- load ----------------------------------------------------------------------------------------------------
+def checkpoint_label(info: CheckpointInfo) -> str:
+    """name · dataset · epochs · test loss · date (or 'unreadable' and why)."""
+    if info.error:
+        why = info.error.replace(f"{info.path} ", "").replace(f"{info.path}: ", "")
+        return f"{info.name} · unreadable: {why if len(why) <= 100 else why[:99] + '…'}"
+    parts = [info.name]
+    if info.dataset:
+        train, test = info.dataset.get("train"), info.dataset.get("test")
+        parts.append(train if test in (None, train) else f"{train} / test {test}")
+    if info.epochs is not None:
+        parts.append(f"{info.epochs} epoch{'s' if info.epochs != 1 else ''}")
+    if info.test_loss is not None:
+        parts.append(f"test loss {info.test_loss:.4g}")
+    if info.created:
+        parts.append(info.created[:16].replace("T", " "))
+    return " · ".join(parts)
+
+
+def _data_for(ckpt: Checkpoint, settings: Settings) -> tuple[DataBundle, str | None]:
+    """The checkpoint's own dataset when it loads here (maybe via the mnist-5k fallback), else the sidebar's."""
+    spec = ckpt.meta.get("dataset") or {}
+    train, test = spec.get("train"), spec.get("test")
+    if not train:
+        return settings.data, None
+    try:
+        loaded = cached_data(train, test if test != train else None)
+    except DataError as error:
+        return settings.data, f"Its dataset {train!r} cannot be loaded here ({error})."
+    return loaded.data, loaded.notice
+
+
+def load_into_session(variant: str, path: str | Path, form_prefix: str) -> str | None:
+    """Load a checkpoint into the variant's session; returns an error message or None. Safe in a callback."""
+    session = get_session(variant)
+    settings = current_settings()
+    try:
+        ckpt = load_checkpoint(path, expected_variant=variant)
+    except CheckpointError as error:
+        return str(error)
+    data, notice = _data_for(ckpt, settings)
+    if data.input_dim != ckpt.meta.get("input_dim"):
+        return (f"`{Path(path).stem}` was trained on images of {ckpt.meta.get('input_dim')} pixels; the loadable "
+                f"data has {data.input_dim}. Choose its dataset in the sidebar.")
+    try:
+        trainer = restore_trainer(ckpt, data, device=settings.device)
+    except (CheckpointError, ValueError, RuntimeError) as error:
+        why = " ".join(filter(None, [notice, f"Training cannot resume here: {error}"]))
+        state.adopt_view_only(session, ckpt, data, why)
+    else:
+        state.adopt_trainer(session, trainer, ckpt)
+        if notice and session.message is None:
+            session.message = notice
+    set_form_values(variant, ckpt.config, form_prefix)
+    return None
+
+
+def _on_load(variant: str, key_prefix: str, form_prefix: str) -> None:
+    path = st.session_state.get(f"{key_prefix}.load_choice")
+    if not path:
+        return
+    error = load_into_session(variant, path, form_prefix)
+    if error:
+        _set_feedback(key_prefix, "load", "error", f"Not loaded: {error}")
+    else:
+        _set_feedback(key_prefix, "load", "success", f"Loaded `{Path(path).stem}`.")
+
+
+def _load_section(session: TrainingSession, key_prefix: str, form_prefix: str) -> None:
+    st.markdown("**Load a saved model**")
+    infos = list_checkpoints(variant=session.variant)
+    if not infos:
+        st.caption(f"No saved {session.variant} checkpoints yet.")
+        return
+    labels = {str(i.path): checkpoint_label(i) for i in infos}
+    broken = {str(i.path) for i in infos if i.error}
+    choice_key = f"{key_prefix}.load_choice"
+    if st.session_state.get(choice_key) not in labels:
+        st.session_state[choice_key] = next((p for p in labels if p not in broken), next(iter(labels)))
+    choice = st.selectbox("Checkpoint", list(labels), key=choice_key, format_func=labels.__getitem__,
+                          help="Name · dataset · epochs · test loss · date saved (UTC).")
+    st.button("Load", key=f"{key_prefix}.load", icon=":material/upload_file:",
+              disabled=session.running or choice in broken, on_click=_on_load,
+              args=(session.variant, key_prefix, form_prefix),
+              help="Pause the run first." if session.running else "Replaces the current run.")
+    _show_feedback(key_prefix, "load")

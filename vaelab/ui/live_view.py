@@ -1,0 +1,133 @@
+"""The live part of the panel: a fragment that advances the Trainer by a time budget, then redraws.
+
+While the run is ``running`` the fragment is registered with ``run_every``: every ``refresh_seconds`` it trains
+for about ``chunk_seconds`` and redraws the progress bar, the loss curves, the reconstructions and the page's own
+``extra_views(session)``. When the run stops (finished, error, paused elsewhere) it asks for a full rerun, which
+registers the fragment again without a timer. No thread ever calls Streamlit.
+
+Under ``streamlit.testing`` (AppTest) fragments do not tick on their own: every ``at.run()`` executes the whole
+page, fragment included, so each ``run()`` advances one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+import torch
+
+from vaelab import plots
+from vaelab.training import Trainer
+from vaelab.ui import session as state
+from vaelab.ui.images import show_image_rows
+from vaelab.ui.session import TrainingSession, get_session, run_model
+
+ExtraViews = Callable[[TrainingSession], None]
+
+
+def fixed_test_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """n test indices, the first image of each class first (so every digit shows), then the next ones in order."""
+    firsts = [int(torch.nonzero(labels == c)[0]) for c in torch.unique(labels).tolist()]
+    chosen = firsts[:n]
+    for i in range(len(labels)):
+        if len(chosen) >= n:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_text(trainer: Trainer) -> str:
+    """'Epoch 3/10 · step 1,234/4,000 · 5,400 samples/s · 0:42 left' (or the finished summary)."""
+    epochs = trainer.config.epochs
+    if trainer.done:
+        return (f"Finished: {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}, {trainer.step:,} steps "
+                f"in {_clock(trainer.elapsed)}")
+    parts = [f"Epoch {min(trainer.epoch + 1, epochs)}/{epochs}", f"step {trainer.step:,}/{trainer.total_steps:,}"]
+    rate = next((r["samples_per_s"] for r in reversed(trainer.history) if r.get("kind") == "train"), None)
+    if rate is not None:
+        parts.append(f"{rate:,.0f} samples/s")
+    if trainer.progress > 0:
+        parts.append(f"{_clock(trainer.elapsed * (1 - trainer.progress) / trainer.progress)} left")
+    return " · ".join(parts)
+
+
+def _progress(session: TrainingSession) -> None:
+    trainer = session.trainer
+    if trainer is not None:
+        st.progress(trainer.progress, text=progress_text(trainer))
+    elif session.checkpoint is not None:
+        meta = session.checkpoint.meta
+        st.caption(f"Stored run: {meta.get('epochs', '?')} epochs, {meta.get('steps', '?')} steps.")
+
+
+def curve_terms(history: list[dict]) -> list[str]:
+    """Every loss term, except a 'total' that only repeats the single other term (e.g. a plain autoencoder)."""
+    terms = plots.history_terms(history)
+    return terms[:1] if len(terms) == 2 and terms[-1] == "total" else terms
+
+
+def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
+    log_y = st.toggle("Log scale", key=f"{key_prefix}.log_y", help="Loss axis on a log scale.")
+    if not session.history:
+        st.caption("Loss curves appear after the first steps.")
+        return
+    figure = plots.loss_curves(session.history, terms=curve_terms(session.history), log_y=log_y)
+    st.plotly_chart(figure, key=f"{key_prefix}.curves.{session.redraws}")
+
+
+def reconstruction_rows(session: TrainingSession, n_images: int) -> list[torch.Tensor] | None:
+    """[originals (n, D), reconstructions (n, D)] of fixed test images, or None without a model."""
+    model, data = session.model, session.data
+    if model is None or data is None:
+        return None
+    idx = fixed_test_indices(data.test.labels, n_images)
+    x, y = data.test.images[idx], data.test.labels[idx]  # (n, D), (n,)
+    recon = run_model(model, model.reconstruct, x, y if model.uses_labels else None)  # (n, D)
+    return [x, recon]
+
+
+def _reconstructions(session: TrainingSession, n_images: int) -> None:
+    rows = reconstruction_rows(session, n_images)
+    if rows is not None:
+        show_image_rows(rows, session.data.image_shape, row_names=["test images", "reconstructions"],
+                        caption=f"step {session.step:,}")
+
+
+def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None = None,
+              refresh_seconds: float = 0.5, chunk_seconds: float = 0.3, n_images: int = 10,
+              show_reconstructions: bool = True) -> None:
+    """Progress, curves, reconstructions and ``extra_views``, advancing training while the run is running."""
+    registered_running = get_session(variant).running
+
+    @st.fragment(run_every=refresh_seconds if registered_running else None)
+    def _live() -> None:
+        session = get_session(variant)
+        state.advance(session, chunk_seconds)
+        if session.running != registered_running:
+            st.rerun(scope="app")  # re-register without (or with) the timer; redraw buttons and form
+        session.redraws += 1
+        _progress(session)
+        if not session.has_model:
+            st.info("Press **Start** to train with the settings above, or load a saved model below.",
+                    icon=":material/play_circle:")
+            return
+        if show_reconstructions:
+            curves, pictures = st.columns([3, 2])
+            with curves:
+                _loss_chart(session, key_prefix)
+            with pictures:
+                _reconstructions(session, n_images)
+        else:
+            _loss_chart(session, key_prefix)
+        if extra_views is not None:
+            extra_views(session)
+
+    _live()

@@ -1,0 +1,66 @@
+"""The app's page table: file, title, icon and URL of every page, grouped as the navigation shows them.
+
+Only pages whose file exists are registered, so the app runs while pages are still being written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from vaelab.variants import VARIANTS
+
+APP_ROOT = Path(__file__).resolve().parents[2]  # the folder holding app.py and pages/
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    group: str  # navigation section ("" for the top)
+    file: str  # relative to the app root
+    title: str
+    icon: str
+    url_path: str
+    variant: str | None = None  # the registry key the page trains
+
+    def exists(self, root: Path = APP_ROOT) -> bool:
+        return (root / self.file).is_file()
+
+
+def _variant_page(group: str, key: str, icon: str) -> PageSpec:
+    module = VARIANTS[key].module
+    return PageSpec(group, f"pages/{module}.py", VARIANTS[key].title, icon, key, key)
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("", "pages/home.py", "Home", ":material/home:", "home"),
+    _variant_page("Deterministic", "ae", ":material/compress:"),
+    _variant_page("Deterministic", "denoising", ":material/blur_off:"),
+    _variant_page("Deterministic", "sparse", ":material/grain:"),
+    _variant_page("Deterministic", "ksparse", ":material/filter_list:"),
+    _variant_page("Deterministic", "contractive", ":material/unfold_less:"),
+    _variant_page("Generative", "vae", ":material/auto_awesome:"),
+    _variant_page("Generative", "cvae", ":material/label:"),
+    _variant_page("Generative", "binary-vae", ":material/toggle_on:"),
+    _variant_page("Generative", "ae-gmm", ":material/bubble_chart:"),
+    PageSpec("Compare", "pages/compare.py", "Compare models", ":material/compare:", "compare"),
+)
+
+
+def existing_pages(root: Path = APP_ROOT) -> list[PageSpec]:
+    return [p for p in PAGES if p.exists(root)]
+
+
+def page_for_variant(key: str) -> PageSpec | None:
+    return next((p for p in PAGES if p.variant == key), None)
+
+
+def navigation_pages(root: Path = APP_ROOT) -> dict[str, list[st.Page]]:
+    """{section: [st.Page]} for st.navigation; Home is the default page."""
+    sections: dict[str, list[st.Page]] = {}
+    for spec in existing_pages(root):
+        page = st.Page(root / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                       default=spec.file == "pages/home.py")
+        sections.setdefault(spec.group, []).append(page)
+    return sections

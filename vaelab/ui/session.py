@@ -1,0 +1,197 @@
+"""Training state that outlives a script run: one :class:`TrainingSession` per variant in ``st.session_state``.
+
+Leaving a page and coming back finds the run where it was. Status moves
+idle -> running <-> paused -> finished (or error); Reset returns to idle. A loaded checkpoint becomes a paused
+(resumable) run, or a view-only model when its training data cannot be restored. Nothing here draws widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+import torch
+
+from vaelab.checkpoints import Checkpoint
+from vaelab.config import BaseConfig, ConfigError
+from vaelab.data import DataBundle
+from vaelab.training import Trainer
+from vaelab.variants.base import Variant
+
+IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
+MAX_RESULTS_PER_NAME = 4  # live views cache one result per step: keep the few newest of each name
+
+
+@dataclass
+class TrainingSession:
+    """A variant's run: a Trainer (trained here or restored from a checkpoint) or a view-only checkpoint."""
+
+    variant: str
+    trainer: Trainer | None = None
+    checkpoint: Checkpoint | None = None  # set when the run came from a file
+    status: str = IDLE
+    message: str | None = None  # the last error or notice, shown by the panel
+    version: int = 0  # bumps whenever the model is replaced; part of every cache key
+    redraws: int = 0  # live-view redraw counter (fresh chart keys)
+    chunk_steps: int | None = None  # cap on steps per live chunk besides the time budget (tests: deterministic)
+    results: dict[Hashable, Any] = field(default_factory=dict, repr=False)  # see model_cached
+    _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
+
+    # -- what pages read ----------------------------------------------------------------------------------
+    @property
+    def model(self) -> Variant | None:
+        if self.trainer is not None:
+            return self.trainer.model
+        return self.checkpoint.model if self.checkpoint is not None else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        if self.trainer is not None:
+            return self.trainer.history
+        return self.checkpoint.history if self.checkpoint is not None else []
+
+    @property
+    def config(self) -> BaseConfig | None:
+        if self.trainer is not None:
+            return self.trainer.config
+        return self.checkpoint.config if self.checkpoint is not None else None
+
+    @property
+    def data(self) -> DataBundle | None:
+        """The data the model trains on (view-only models: the data the panel could load for them)."""
+        if self.trainer is not None:
+            return self.trainer.data
+        return self._view_data
+
+    @property
+    def step(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.step
+        return int(self.checkpoint.meta.get("steps", 0)) if self.checkpoint is not None else 0
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    @property
+    def can_resume(self) -> bool:
+        t = self.trainer
+        return self.status == PAUSED and t is not None and not t.done and t.error is None
+
+
+def session_key(variant: str) -> str:
+    return f"vaelab.session.{variant}"
+
+
+def get_session(variant: str) -> TrainingSession:
+    """The variant's session, created idle on first use."""
+    key = session_key(variant)
+    if not isinstance(st.session_state.get(key), TrainingSession):
+        st.session_state[key] = TrainingSession(variant)
+    return st.session_state[key]
+
+
+def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint: Checkpoint | None,
+                   status: str, message: str | None = None, view_data: DataBundle | None = None) -> None:
+    session.trainer, session.checkpoint, session.status, session.message = trainer, checkpoint, status, message
+    session._view_data = view_data
+    session.version += 1
+    session.results.clear()
+
+
+def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
+    """A fresh Trainer for ``config``, running. False (message set) when it cannot be built."""
+    try:
+        trainer = Trainer(session.variant, config, data, seed=seed, device=device)
+    except (ConfigError, ValueError, RuntimeError) as error:
+        session.message = f"Cannot start: {error}"
+        session.status = ERROR if session.trainer is not None else IDLE
+        return False
+    _replace_model(session, trainer, None, RUNNING)
+    return True
+
+
+def pause(session: TrainingSession) -> None:
+    if session.status == RUNNING:
+        session.status = PAUSED
+
+
+def resume(session: TrainingSession) -> None:
+    if session.can_resume:
+        session.status = RUNNING
+        session.message = None
+
+
+def reset(session: TrainingSession) -> None:
+    """Forget the run (Stop/Reset); the page's form can start a new one."""
+    _replace_model(session, None, None, IDLE)
+
+
+def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkpoint) -> None:
+    """A trainer restored from ``checkpoint``: paused (resumable), or finished / error as stored."""
+    if trainer.error is not None:
+        status = ERROR
+    elif trainer.done:
+        status = FINISHED
+    else:
+        status = PAUSED
+    _replace_model(session, trainer, checkpoint, status, trainer.error)
+
+
+def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: DataBundle | None, why: str) -> None:
+    """A checkpoint whose training cannot resume here: its model and stored curves, nothing to train."""
+    _replace_model(session, None, checkpoint, VIEW_ONLY, why, view_data=data)
+
+
+def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
+    """One chunk of training; moves status to finished / error when the trainer stops."""
+    trainer = session.trainer
+    if session.status != RUNNING or trainer is None:
+        return []
+    rows = trainer.advance(max_steps=session.chunk_steps, max_seconds=max_seconds)
+    if trainer.error is not None:
+        session.status, session.message = ERROR, trainer.error
+    elif trainer.done:
+        session.status = FINISHED
+    return rows
+
+
+def model_cached(session: TrainingSession, name: str, compute: Callable[[], Any], *key: Hashable) -> Any:
+    """A heavy result (t-SNE map, encodings) computed once per model state and ``key``.
+
+    The cache key is (name, model version, training step, *key): training on, loading or resetting invalidates it.
+    Only the newest few results of each name are kept, so a live view caching per step does not push out others.
+    """
+    full_key = (name, session.version, session.step, *key)
+    if full_key not in session.results:
+        same_name = [k for k in session.results if k[0] == name]
+        for old in same_name[:max(0, len(same_name) - MAX_RESULTS_PER_NAME + 1)]:  # oldest first
+            del session.results[old]
+        session.results[full_key] = compute()
+    return session.results[full_key]
+
+
+def latest_cached(session: TrainingSession, name: str, *key: Hashable) -> tuple[int, Any] | None:
+    """(step, result) of the newest cached ``name`` result for this model and ``key`` (maybe an older step)."""
+    found = [(k[2], v) for k, v in session.results.items()
+             if k[0] == name and k[1] == session.version and tuple(k[3:]) == key]
+    return max(found, key=lambda kv: kv[0]) if found else None
+
+
+@torch.no_grad()
+def run_model(model: Variant, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
+    """Call a model method in eval mode on the model's device, restoring its train/eval mode; result on CPU."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        out = fn(*(a.to(device) if isinstance(a, torch.Tensor) else a for a in args))
+    finally:
+        model.train(was_training)
+    return out.detach().cpu()

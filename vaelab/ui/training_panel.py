@@ -1,0 +1,57 @@
+"""The one training panel every page uses: config form, controls, live view, save / load.
+
+    session = training_panel("sparse", extra_views=draw_filters)   # extra_views(session) redraws live
+    if session.has_model: ...                                         # the page's non-live views
+
+Split into: :mod:`vaelab.ui.session` (state), :mod:`vaelab.ui.controls` (buttons),
+:mod:`vaelab.ui.live_view` (the fragment), :mod:`vaelab.ui.checkpoint_panel` (save / load),
+:mod:`vaelab.ui.config_form` (hyper-parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from vaelab.ui.checkpoint_panel import checkpoint_panel
+from vaelab.ui.config_form import config_form, default_prefix
+from vaelab.ui.controls import render_controls
+from vaelab.ui.live_view import ExtraViews, live_view
+from vaelab.ui.session import TrainingSession, get_session
+from vaelab.ui.sidebar import current_settings
+
+
+def panel_prefix(variant_key: str) -> str:
+    return f"panel.{variant_key}"
+
+
+def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
+                   defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
+                   n_images: int = 10, refresh_seconds: float = 0.5, chunk_seconds: float = 0.3,
+                   show_reconstructions: bool = True) -> TrainingSession:
+    """Draw the panel for one variant and return its session (``session.model`` is None until trained/loaded).
+
+    extra_views: ``f(session)`` drawn inside the live fragment after the curves (pictures that update live;
+        keep it fast, it runs every ``refresh_seconds`` while training; it is only called once a model exists).
+    defaults / fixed: passed to :func:`config_form` (starting values / values the page sets with its own widgets).
+    n_images: fixed test images shown as original-over-reconstruction rows (one per class first).
+    refresh_seconds / chunk_seconds: redraw period and training time per redraw while running.
+    show_reconstructions: False when the page draws its own (e.g. the denoising page's three rows).
+    """
+    settings = current_settings()
+    session = get_session(variant_key)
+    prefix = panel_prefix(variant_key)
+    form_prefix = default_prefix(variant_key)
+    locked = session.trainer is not None
+    with st.expander("Hyper-parameters", expanded=not locked, icon=":material/tune:"):
+        if locked:
+            st.caption("Read-only while a run exists: **Stop / Reset** to change them.")
+        config = config_form(variant_key, form_prefix, defaults=defaults, fixed=fixed, disabled=locked)
+    render_controls(session, config, settings, prefix)
+    live_view(variant_key, key_prefix=prefix, extra_views=extra_views, refresh_seconds=refresh_seconds,
+              chunk_seconds=chunk_seconds, n_images=n_images, show_reconstructions=show_reconstructions)
+    with st.expander("Save / load", icon=":material/save:"):
+        checkpoint_panel(session, prefix, form_prefix)
+    return session
