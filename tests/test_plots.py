@@ -1,0 +1,164 @@
+"""vaelab.plots: figures carry the expected traces, names, styles and data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from torch import distributions as dist
+
+from vaelab import plots
+
+HISTORY = [
+    {"kind": "train", "step": 10, "epoch": 0.5, "time": 1.0, "samples_per_s": 900.0,
+     "reconstruction": 200.0, "kl": 5.0, "total": 205.0},
+    {"kind": "train", "step": 20, "epoch": 1.0, "time": 2.0, "samples_per_s": 950.0,
+     "reconstruction": 150.0, "total": 150.0},  # no kl in this row
+    {"kind": "test", "step": 20, "epoch": 1.0, "time": 2.1, "reconstruction": 160.0, "kl": 6.0, "total": 166.0},
+    {"kind": "train", "step": 30, "epoch": 1.5, "time": 3.0, "samples_per_s": 940.0,
+     "reconstruction": 120.0, "kl": float("nan"), "total": 127.0},
+]
+
+
+def by_name(fig: go.Figure) -> dict[str, go.BaseTraceType]:
+    return {t.name: t for t in fig.data}
+
+
+# ---------------------------------------------------------------- loss curves
+def test_loss_curves_one_line_per_term_and_split():
+    fig = plots.loss_curves(HISTORY)
+    traces = by_name(fig)
+    assert list(traces) == ["train · reconstruction", "test · reconstruction", "train · kl", "test · kl",
+                            "train · total", "test · total"]
+    assert list(traces["train · reconstruction"].x) == [0.5, 1.0, 1.5]
+    assert list(traces["train · reconstruction"].y) == [200.0, 150.0, 120.0]
+    assert list(traces["train · kl"].x) == [0.5]  # the row without kl and the NaN are skipped
+    assert traces["test · kl"].line.dash == "dash" and "markers" in traces["test · kl"].mode
+    assert traces["train · kl"].line.dash is None and traces["train · kl"].mode == "lines"
+    assert traces["train · kl"].line.color == traces["test · kl"].line.color
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.type == "linear"
+
+
+def test_loss_curves_selected_terms_and_log_axis():
+    fig = plots.loss_curves(HISTORY, terms=["kl"], log_y=True)
+    assert [t.name for t in fig.data] == ["train · kl", "test · kl"]
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_loss_curves_of_an_empty_history_is_a_valid_empty_figure():
+    fig = plots.loss_curves([])
+    assert len(fig.data) == 0
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text
+    assert json.loads(fig.to_json())["layout"]["xaxis"]["title"]["text"] == "epoch"
+
+
+def test_loss_curves_smoothing_is_a_debiased_moving_average():
+    values = [10.0, 4.0, 7.0, 1.0]
+    history = [{"kind": "train", "epoch": i, "total": v} for i, v in enumerate(values)]
+    w = 0.6
+    y = plots.loss_curves(history, smooth=w).data[0].y
+    for t in range(len(values)):  # sum_i w^(t-i) v_i / sum_i w^(t-i)
+        weights = np.array([w ** (t - i) for i in range(t + 1)])
+        assert y[t] == pytest.approx(float(weights @ values[:t + 1] / weights.sum()))
+    assert list(plots.loss_curves(history).data[0].y) == values
+    with pytest.raises(ValueError, match="smooth"):
+        plots.loss_curves(history, smooth=1.0)
+
+
+# ---------------------------------------------------------------- images
+def test_image_row_grid_draws_rows_with_titles():
+    rng = np.random.default_rng(0)
+    rows = [rng.random((4, 6)), rng.random((4, 6)), rng.random((3, 6))]  # 2x3 images
+    fig = plots.image_row_grid(rows, ["original", "corrupted", "reconstruction"], (2, 3))
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Heatmap)
+    z = np.asarray(fig.data[0].z)
+    sep = 2
+    assert z.shape == (3 * 2 + 2 * sep, 4 * 3 + 3 * sep)
+    np.testing.assert_array_equal(z[2 + sep:4 + sep, 3 + sep:6 + sep],
+                                  np.rint(rows[1][1].reshape(2, 3) * 255))  # row 1, column 1
+    assert list(fig.layout.yaxis.ticktext) == ["original", "corrupted", "reconstruction"]
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.xaxis.visible is False
+    with pytest.raises(ValueError, match="row_titles"):
+        plots.image_row_grid(rows, ["a", "b"], (2, 3))
+    with pytest.raises(ValueError, match="rows"):
+        plots.image_row_grid([rng.random((2, 5))], ["a"], (2, 3))
+
+
+def test_image_figure_is_one_grey_heatmap_of_the_array():
+    a = np.linspace(0, 1, 12).reshape(3, 4)
+    fig = plots.image_figure(a, title="filters")
+    (trace,) = fig.data
+    np.testing.assert_array_equal(np.asarray(trace.z), np.rint(a * 255))
+    assert trace.zmin == 0 and trace.zmax == 255 and trace.showscale is False
+    ends = [c.replace(" ", "") for _, c in (trace.colorscale[0], trace.colorscale[-1])]
+    assert ends == ["rgb(0,0,0)", "rgb(255,255,255)"]  # black to white
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.title.text == "filters"
+    with pytest.raises(ValueError, match="2-D"):
+        plots.image_figure(np.zeros((2, 2, 2)))
+
+
+# ---------------------------------------------------------------- latent maps
+def test_latent_scatter_one_trace_per_digit_with_indices():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(50, 2))
+    labels = np.arange(50) % 10
+    fig = plots.latent_scatter(points, labels, title="codes", axis_titles=("t-SNE 1", "t-SNE 2"))
+    assert [t.name for t in fig.data] == [str(d) for d in range(10)]
+    assert len({t.marker.color for t in fig.data}) == 10
+    for trace in fig.data:
+        idx = np.asarray(trace.customdata)
+        assert (labels[idx] == int(trace.name)).all()
+        np.testing.assert_allclose(np.c_[trace.x, trace.y], points[idx], rtol=1e-6)
+    assert sorted(np.concatenate([np.asarray(t.customdata) for t in fig.data]).tolist()) == list(range(50))
+    assert fig.layout.xaxis.title.text == "t-SNE 1"
+    named = plots.latent_scatter(points, labels, label_names=[f"class {d}" for d in range(10)])
+    assert named.data[3].name == "class 3"
+    assert len(plots.latent_scatter(points).data) == 1
+
+
+def test_add_ellipses_adds_one_trace_each_with_one_legend_entry():
+    fig = plots.latent_scatter(np.zeros((4, 2)), [0, 1, 0, 1])
+    outlines = [np.c_[np.cos(np.linspace(0, 6.3, 20)), np.sin(np.linspace(0, 6.3, 20))] + k for k in range(3)]
+    plots.add_ellipses(fig, outlines)
+    assert len(fig.data) == 2 + 3
+    assert [t.showlegend for t in fig.data[2:]] == [True, False, False]
+    np.testing.assert_allclose(fig.data[4].x, outlines[2][:, 0])
+
+
+# ---------------------------------------------------------------- sparse autoencoder
+def test_activation_histogram_marks_rho():
+    fig = plots.activation_histogram(np.array([0.1, 0.2, 0.05]), rho=0.25)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Histogram)
+    assert [s.x0 for s in fig.layout.shapes] == [0.25]
+    assert len(plots.activation_histogram(np.array([0.1])).layout.shapes) == 0
+
+
+def test_kl_bernoulli_figure_puts_units_on_the_curve():
+    rho = 0.25
+    curve_x = np.linspace(0.01, 0.99, 50)
+    curve_y = dist.kl_divergence(dist.Bernoulli(probs=torch.full((50,), rho, dtype=torch.float64)),
+                                 dist.Bernoulli(probs=torch.from_numpy(curve_x))).numpy()
+    units = np.array([0.05, 0.25, 0.6])
+    fig = plots.kl_bernoulli_figure(rho, curve_x, curve_y, unit_rho_hats=units)
+    assert len(fig.data) == 2
+    expected = dist.kl_divergence(dist.Bernoulli(probs=torch.full((3,), rho, dtype=torch.float64)),
+                                  dist.Bernoulli(probs=torch.from_numpy(units))).numpy()
+    np.testing.assert_allclose(fig.data[1].y, expected, rtol=1e-9, atol=1e-12)
+    assert len(plots.kl_bernoulli_figure(rho, curve_x, curve_y).data) == 1
+
+
+# ---------------------------------------------------------------- generic charts
+def test_bar_and_line_charts():
+    bar = plots.bar_chart(["reconstruction", "sparsity"], [80.0, 4.0], title="share")
+    assert list(bar.data[0].x) == ["reconstruction", "sparsity"] and list(bar.data[0].y) == [80.0, 4.0]
+    line = plots.line_chart([0.1, 0.2, 0.3], {"contractive": [1, 2, 3], "plain": [2, 4, 6]}, x_title="eps",
+                            log_y=True)
+    assert [t.name for t in line.data] == ["contractive", "plain"]
+    assert list(line.data[1].y) == [2, 4, 6] and line.layout.yaxis.type == "log"
+    with pytest.raises(ValueError, match="plain"):
+        plots.line_chart([0.1, 0.2], {"plain": [1.0]})
+    with pytest.raises(ValueError, match="values"):
+        plots.bar_chart(["a"], [1.0, 2.0])

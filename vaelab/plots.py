@@ -1,0 +1,232 @@
+"""Plotly figure builders: data in, ``go.Figure`` out. No model code and no Streamlit here.
+
+Images are drawn as one greyscale heatmap (0 black, 1 white) quantised to bytes, y pointing down, square
+pixels and no ticks: one trace per picture however many tiles it holds, so live redraws stay cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+HISTORY_META = ("kind", "step", "epoch", "time", "samples_per_s")
+CLASS_COLORS = qualitative.D3  # 10 distinct colours, one per digit
+TERM_COLORS = qualitative.Plotly
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+GREY = [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]  # 0 black, 1 white: MNIST's white ink on black
+
+
+# ---------------------------------------------------------------- loss curves
+def history_terms(history: Sequence[Mapping]) -> list[str]:
+    """Numeric loss-term names in the history, in order of first appearance ("total" last)."""
+    names: dict[str, None] = {}
+    for row in history:
+        for key, value in row.items():
+            if key not in HISTORY_META and isinstance(value, int | float) and not isinstance(value, bool):
+                names.setdefault(key)
+    ordered = [n for n in names if n != "total"]
+    return ordered + ["total"] if "total" in names else ordered
+
+
+def _smoothed(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing); weight 0 leaves values as is."""
+    if weight == 0.0:
+        return values
+    out, avg, norm = [], 0.0, 0.0
+    for v in values:
+        avg = weight * avg + (1.0 - weight) * v
+        norm = weight * norm + (1.0 - weight)
+        out.append(avg / norm)
+    return out
+
+
+def loss_curves(history: Sequence[Mapping], terms: Sequence[str] | None = None, log_y: bool = False,
+                smooth: float = 0.0, title: str | None = None) -> go.Figure:
+    """One line per loss term against epoch: train rows solid, test rows dashed with markers.
+
+    ``smooth`` in [0, 1) is the weight of an exponential moving average over the train rows. Rows missing a
+    term, and non-finite values, are skipped. An empty history gives an empty figure with axis titles.
+    """
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth: must be in [0, 1) (got {smooth!r})")
+    terms = history_terms(history) if terms is None else list(terms)
+    fig = go.Figure()
+    for i, term in enumerate(terms):
+        color = TERM_COLORS[i % len(TERM_COLORS)]
+        for kind in ("train", "test"):
+            points = [(float(r["epoch"]), float(r[term])) for r in history
+                      if r.get("kind") == kind and isinstance(r.get(term), int | float) and math.isfinite(r[term])
+                      and "epoch" in r]
+            if not points:
+                continue
+            x, y = (list(v) for v in zip(*points, strict=True))
+            if kind == "train":
+                y = _smoothed(y, smooth)
+                style = {"mode": "lines", "line": {"color": color, "width": 2}}
+            else:
+                style = {"mode": "lines+markers", "line": {"color": color, "dash": "dash"}, "marker": {"size": 6}}
+            fig.add_trace(go.Scatter(x=x, y=y, name=f"{kind} · {term}", legendgroup=term, **style,
+                                     hovertemplate=f"{kind} {term}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="loss per image",
+                      yaxis_type="log" if log_y else "linear", uirevision="loss-curves", margin=MARGIN,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    return fig
+
+
+# ---------------------------------------------------------------- images
+def _image_trace(array2d: np.ndarray) -> go.Heatmap:
+    a = np.asarray(array2d, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"array2d: expected a 2-D image, got shape {a.shape}")
+    z = np.rint(np.clip(np.nan_to_num(a, nan=1.0), 0.0, 1.0) * 255).astype(np.uint8)  # bytes: a compact payload
+    return go.Heatmap(z=z, zmin=0, zmax=255, colorscale=GREY, showscale=False, hoverinfo="skip", zsmooth=False)
+
+
+def _image_layout(fig: go.Figure, title: str | None, height: int | None) -> go.Figure:
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, showgrid=False, zeroline=False,
+                     ticks="", showline=False, constrain="domain")
+    margin = MARGIN if title else {**MARGIN, "t": 10}
+    fig.update_layout(title=title, height=height, margin=margin, plot_bgcolor="white", dragmode=False)
+    return fig
+
+
+def image_figure(array2d: np.ndarray, title: str | None = None, height: int | None = None) -> go.Figure:
+    """One tiled picture (filter grid, manifold, samples) with values in [0, 1], drawn in grey."""
+    fig = go.Figure(_image_trace(array2d))
+    fig.update_yaxes(showticklabels=False)
+    return _image_layout(fig, title, height)
+
+
+def image_row_grid(rows: Sequence[np.ndarray], row_titles: Sequence[str], image_shape: Sequence[int],
+                   title: str | None = None, height: int | None = None, sep: int = 2) -> go.Figure:
+    """Rows of images (each (N, D), e.g. original / corrupted / reconstruction) with their titles on the left.
+
+    ``height`` defaults to about 80 px per row (plus the title), which suits ~10 images per row.
+    """
+    if not rows:
+        raise ValueError("rows: need at least one row of images")
+    if len(row_titles) != len(rows):
+        raise ValueError(f"row_titles: expected {len(rows)} titles (one per row), got {len(row_titles)}")
+    h, w = (int(s) for s in image_shape)
+    arrays = [np.asarray(r, dtype=np.float32) for r in rows]
+    for name, a in zip(row_titles, arrays, strict=True):
+        if a.ndim != 2 or a.shape[1] != h * w:
+            raise ValueError(f"rows: {name!r} should have shape (N, {h * w}) for {h}x{w} images, got {a.shape}")
+    ncols = max(a.shape[0] for a in arrays)
+    canvas = np.ones((len(arrays) * (h + sep) - sep, ncols * (w + sep) - sep), dtype=np.float32)
+    for r, a in enumerate(arrays):
+        for c, img in enumerate(a.reshape(-1, h, w)):
+            canvas[r * (h + sep):r * (h + sep) + h, c * (w + sep):c * (w + sep) + w] = img
+    fig = go.Figure(_image_trace(canvas))
+    centres = [r * (h + sep) + (h - 1) / 2 for r in range(len(arrays))]
+    fig.update_yaxes(tickmode="array", tickvals=centres, ticktext=list(row_titles))
+    if height is None:
+        height = 80 * len(arrays) + (MARGIN["t"] if title else 0) + MARGIN["b"] + 10
+    return _image_layout(fig, title, height)
+
+
+# ---------------------------------------------------------------- latent maps
+def latent_scatter(points: np.ndarray, labels: Sequence[int] | np.ndarray | None = None, title: str | None = None,
+                   axis_titles: Sequence[str] = ("z₁", "z₂"), label_names: Sequence[str] | None = None,
+                   marker_size: int = 5) -> go.Figure:
+    """2-D points coloured by class, one trace (and legend entry) per class present.
+
+    Each point's ``customdata`` is its row index in ``points``, so a page can show the picked image.
+    """
+    p = np.asarray(points, dtype=np.float32)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(f"points: expected shape (N, 2), got {p.shape}")
+    index = np.arange(p.shape[0])
+    fig = go.Figure()
+    if labels is None:
+        groups = [("codes", index, TERM_COLORS[0])]
+    else:
+        lab = np.asarray(labels).reshape(-1)
+        if lab.shape[0] != p.shape[0]:
+            raise ValueError(f"labels: expected {p.shape[0]} labels (one per point), got {lab.shape[0]}")
+        groups = []
+        for k in np.unique(lab):
+            name = str(label_names[int(k)]) if label_names is not None else str(k)
+            groups.append((name, index[lab == k], CLASS_COLORS[int(k) % len(CLASS_COLORS)]))
+    for name, idx, color in groups:
+        fig.add_trace(go.Scatter(
+            x=p[idx, 0], y=p[idx, 1], mode="markers", name=name, customdata=idx,
+            marker={"size": marker_size, "color": color, "opacity": 0.8},
+            hovertemplate=f"{name}<br>index %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], margin=MARGIN,
+                      legend={"itemsizing": "constant"}, uirevision="latent-map")
+    return fig
+
+
+def add_ellipses(fig: go.Figure, ellipses: Sequence[np.ndarray], name: str = "mixture (2 sd)",
+                 color: str = "black") -> go.Figure:
+    """Draw closed outlines ((n_points, 2) each) on a figure as one legend group; returns the figure."""
+    for k, e in enumerate(ellipses):
+        e = np.asarray(e)
+        fig.add_trace(go.Scatter(x=e[:, 0], y=e[:, 1], mode="lines", name=name, legendgroup="ellipses",
+                                 showlegend=k == 0, line={"color": color, "width": 1.5}, hoverinfo="skip"))
+    return fig
+
+
+# ---------------------------------------------------------------- sparse autoencoder
+def activation_histogram(rho_hat: np.ndarray, rho: float | None = None, nbins: int = 30,
+                         title: str = "Mean activation of each unit") -> go.Figure:
+    """Histogram of the units' mean activations rho_hat_j, with the target rho as a vertical line."""
+    fig = go.Figure(go.Histogram(x=np.asarray(rho_hat, dtype=np.float64).reshape(-1), nbinsx=nbins,
+                                 name="units", marker_color=TERM_COLORS[0]))
+    if rho is not None:
+        fig.add_vline(x=float(rho), line={"color": "crimson", "dash": "dash"}, annotation_text=f"ρ = {rho:g}")
+    fig.update_layout(title=title, xaxis_title="ρ̂ⱼ (mean activation)", yaxis_title="units", margin=MARGIN,
+                      bargap=0.05)
+    return fig
+
+
+def kl_bernoulli_figure(rho: float, rho_hat_curve: np.ndarray, kl_curve: np.ndarray,
+                        unit_rho_hats: np.ndarray | None = None, title: str | None = None) -> go.Figure:
+    """The curve KL(rho || rho_hat) and, as markers on it, the current units' (rho_hat_j, KL(rho || rho_hat_j))."""
+    fig = go.Figure(go.Scatter(x=np.asarray(rho_hat_curve), y=np.asarray(kl_curve), mode="lines",
+                               name=f"KL(ρ={rho:g} ‖ ρ̂)", line={"color": TERM_COLORS[0]}))
+    if unit_rho_hats is not None:
+        import torch
+
+        from vaelab.losses import kl_bernoulli
+
+        u = torch.as_tensor(np.asarray(unit_rho_hats, dtype=np.float64).reshape(-1))
+        fig.add_trace(go.Scatter(x=u.numpy(), y=kl_bernoulli(float(rho), u).numpy(), mode="markers", name="units",
+                                 marker={"color": "crimson", "size": 7, "opacity": 0.7},
+                                 hovertemplate="ρ̂ = %{x:.3f}<br>KL = %{y:.3f}<extra>unit</extra>"))
+    fig.add_vline(x=float(rho), line={"color": "grey", "dash": "dot"})
+    fig.update_layout(title=title or f"KL(ρ ‖ ρ̂) for ρ = {rho:g}", xaxis_title="ρ̂", yaxis_title="KL (nats)",
+                      xaxis_range=[0, 1], margin=MARGIN)
+    return fig
+
+
+# ---------------------------------------------------------------- generic charts
+def bar_chart(names: Sequence[str], values: Sequence[float], title: str | None = None,
+              y_title: str | None = None) -> go.Figure:
+    if len(names) != len(values):
+        raise ValueError(f"values: expected {len(names)} values (one per name), got {len(values)}")
+    colors = [TERM_COLORS[i % len(TERM_COLORS)] for i in range(len(names))]
+    fig = go.Figure(go.Bar(x=list(names), y=list(values), marker_color=colors))
+    fig.update_layout(title=title, yaxis_title=y_title, margin=MARGIN)
+    return fig
+
+
+def line_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str | None = None,
+               x_title: str | None = None, y_title: str | None = None, log_y: bool = False,
+               markers: bool = True) -> go.Figure:
+    """One line per named series over a shared x (sweeps over noise level or eps, variance curves)."""
+    fig = go.Figure()
+    for i, (name, y) in enumerate(ys.items()):
+        if len(y) != len(x):
+            raise ValueError(f"ys[{name!r}]: expected {len(x)} values (one per x), got {len(y)}")
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers" if markers else "lines",
+                                 line={"color": TERM_COLORS[i % len(TERM_COLORS)]}))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
+                      yaxis_type="log" if log_y else "linear", margin=MARGIN)
+    return fig
