@@ -412,3 +412,85 @@ def test_registry_builds_both_variants_and_presets_are_valid():
             module.Config.from_preset(preset)
         model = build_model(key, module.Config(hidden_sizes=(8,)), input_dim=20)
         assert isinstance(model, module.Model) and model.generative
+
+
+# ---------------------------------------------------------------- added for the pages: both variances, refits
+
+
+def test_training_objective_reports_the_variance_with_and_without_the_baseline_on_the_same_draws():
+    model = tiny_binary_vae(latent_dim=5, input_dim=12, n_samples=3)
+    model.baseline_value.fill_(6.0)
+    model.baseline_count.fill_(1)
+    model.eval()  # eval: this batch's values
+    x = torch.bernoulli(torch.full((16, 12), 0.5, dtype=torch.float64))
+    torch.manual_seed(11)
+    _, terms = model.training_objective(x)
+    assert set(model.diagnostic_terms) == {"grad_variance", "grad_variance_no_baseline"} <= set(terms)
+
+    torch.manual_seed(11)
+    logits = model.encoder(x).detach().requires_grad_(True)  # (B, d)
+    z = model.sample_latents(logits, 3)  # the same draws: (L, B, d)
+    f = -Bernoulli(logits=model.decoder(z)).log_prob(x).sum(-1).detach()  # (L, B)
+    for key, b in (("grad_variance", 6.0), ("grad_variance_no_baseline", 0.0)):
+        per_example = ((f - b) * Bernoulli(logits=logits).log_prob(z).sum(-1)).mean(0)  # (B,)
+        (g,) = torch.autograd.grad(per_example.sum(), logits)  # (B, d)
+        torch.testing.assert_close(terms[key], g.var(dim=0, correction=0).mean())
+
+
+def test_without_a_baseline_both_reported_variances_agree_and_running_averages_are_kept():
+    off = tiny_binary_vae(latent_dim=4, input_dim=10, baseline=False, baseline_decay=0.5)
+    off.train()
+    x = torch.bernoulli(torch.full((8, 10), 0.5, dtype=torch.float64))
+    for _ in range(3):
+        _, terms = off.training_objective(x)  # b = 0 for both: the same estimator, the same draws
+        torch.testing.assert_close(terms["grad_variance"], terms["grad_variance_no_baseline"])
+    assert int(off.grad_variance_no_baseline_count) == 3
+    torch.testing.assert_close(off.grad_variance_no_baseline_value, off.grad_variance_value)
+    assert "grad_variance_no_baseline_value" in off.state_dict()
+
+
+def test_refit_with_other_settings_resizes_the_buffers_and_loads_into_a_model_built_from_the_config():
+    model = tiny_gmm_model(n_components=3)
+    model.fit_mixture(three_blobs())
+    assert model.mixture_means.shape == (3, 2) and model.mixture_covariance == "full"
+    version = model.mixture_version
+    gm = model.fit_mixture(three_blobs(), n_components=5, covariance_type="diag")
+    assert model.mixture_version == version + 1
+    assert model.mixture_weights.shape == (5,) and model.mixture_means.shape == (5, 2)
+    assert model.mixture_covariances.shape == (5, 2, 2) and model.mixture_components == 5
+    assert model.mixture_covariance == "diag" and gm.covariance_type == "diag"
+    reference = GaussianMixture(5, covariance_type="diag", random_state=0).fit(three_blobs().double().numpy())
+    np.testing.assert_allclose(model.mixture_means.numpy(), reference.means_, rtol=1e-5, atol=1e-5)
+    off_diagonal = model.mixture_covariances[:, 0, 1]
+    assert torch.equal(off_diagonal, torch.zeros(5))  # diag: axis-aligned ellipses
+
+    fresh = ae_gmm.Model(model.config, input_dim=10)  # built from the config: 3 components
+    assert fresh.mixture_components == 3
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.mixture_components == 5 and fresh.mixture_covariance == "diag"
+    torch.testing.assert_close(fresh.sample(6, generator=torch.Generator().manual_seed(2)),
+                               model.sample(6, generator=torch.Generator().manual_seed(2)))
+
+    codes = three_blobs(seed=1)
+    model.fit_mixture(codes)  # no settings: the last fit's (5, diag), not the config's (3, full)
+    assert model.mixture_components == 5 and model.mixture_covariance == "diag"
+    with pytest.raises(ConfigError, match="n_components"):
+        model.fit_mixture(codes, n_components=0)
+    with pytest.raises(ConfigError, match="covariance_type"):
+        model.fit_mixture(codes, covariance_type="banded")
+    assert model.mixture_components == 5  # a refused refit leaves the mixture as it was
+
+
+def test_refit_mixture_encodes_the_images_and_leaves_the_autoencoder_alone(digits):
+    x_train, y_train = digits[0][:300], digits[1][:300]
+    torch.manual_seed(0)
+    model = ae_gmm.Model(ae_gmm.Config(hidden_sizes=(32,), n_components=4), 784)
+    weights_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mixture")}
+    model.refit_mixture(x_train, 2, "spherical")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights_before.items())
+    with torch.no_grad():
+        codes = model.encode(x_train)
+    reference = GaussianMixture(2, covariance_type="spherical", random_state=0).fit(codes.double().numpy())
+    np.testing.assert_allclose(model.mixture_means.numpy(), reference.means_, rtol=1e-4, atol=1e-4)
+    model.on_epoch_end(x_train, y_train)  # the epoch's refit keeps 2 spherical components
+    assert model.mixture_components == 2 and model.mixture_covariance == "spherical"

@@ -417,3 +417,207 @@ def code_statistics(codes: ArrayLike, active_threshold: float = 1e-6, max_values
         "active_fraction": active.mean(axis=0), "dead_units": int((~active.any(axis=0)).sum()),
         "active_per_example": float(active.sum(axis=1).mean()), "values": values,
     }
+
+
+# ---------------------------------------------------------------- deterministic-variant pages
+def spaced_indices(total: int, n: int) -> torch.Tensor:
+    """min(n, total) indices spread evenly over range(total) (a label-sorted test set still shows every class)."""
+    if total < 0 or n < 0:
+        raise ValueError(f"total, n: must be >= 0 (got {total}, {n})")
+    n = min(n, total)
+    return torch.arange(n, dtype=torch.long) * total // max(n, 1)  # (n,)
+
+
+def corruption_baseline(images: ArrayLike, kind: str, levels: Sequence[float],
+                        corrupt_fn: Callable[..., torch.Tensor], seed: int = 0) -> list[float]:
+    """Mean summed squared error between clean images and their corrupted copies, per level: the error of
+    returning the noisy input unchanged. Draws the same noise as ``corruption_sweep`` with the same seed on the CPU."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).float().cpu()
+    if x.dim() != 2:
+        raise ValueError(f"images: expected flattened images (N, D), got shape {tuple(x.shape)}")
+    errors = []
+    for level in levels:
+        gen = torch.Generator().manual_seed(seed)
+        errors.append(float(losses.squared_error(corrupt_fn(x, kind, level, gen), x).mean()))
+    return errors
+
+
+def term_history(history: Sequence[dict], term: str, scale: float = 1.0, name: str | None = None) -> list[dict]:
+    """The history rows that report ``term``, as {kind, step, epoch, name: term * scale} (name defaults to term).
+
+    E.g. the contractive term times 1 / lambda is ||J_f(x)||_F^2. Rows without the term are left out."""
+    name = name or term
+    return [{"kind": r["kind"], "step": r["step"], "epoch": r["epoch"], name: float(r[term]) * scale}
+            for r in history if isinstance(r.get(term), int | float)]
+
+
+def term_share_history(history: Sequence[dict], term: str, total: str = "total", name: str | None = None
+                       ) -> list[dict]:
+    """Each row's ``term / total`` (the share of the loss a penalty makes up) as {kind, step, epoch, name}.
+
+    Rows missing either value, or with a zero total, are left out; name defaults to "<term> / <total>"."""
+    name = name or f"{term} / {total}"
+    return [{"kind": r["kind"], "step": r["step"], "epoch": r["epoch"], name: float(r[term]) / float(r[total])}
+            for r in history if isinstance(r.get(term), int | float) and isinstance(r.get(total), int | float)
+            and r[total] != 0]
+
+
+def _one_image(model: Variant, image: ArrayLike) -> torch.Tensor:
+    x = _as_images(model, image, "image")
+    if x.shape[0] != 1:
+        raise ValueError(f"image: expected one image, got {x.shape[0]}")
+    return x  # (1, D)
+
+
+def top_k_units(model: Variant, image: ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k code units a k-sparse model keeps for one image: (indices (k,), values (k,)), largest value first."""
+    if not hasattr(model, "encode_topk"):
+        raise ValueError(f"model: {type(model).__name__} has no top-k code (k-sparse autoencoders only)")
+    x = _one_image(model, image)
+    with evaluating(model):
+        code = model.encode_topk(x, k)[0]  # (H,), zero outside the kept units; checks 1 <= k <= H
+        index = model.encoder(x)[0].topk(k).indices  # the same selection, largest first
+        return index.cpu().numpy(), code[index].float().cpu().numpy()
+
+
+def reconstructions_at_k(model: Variant, image: ArrayLike, ks: Sequence[int]) -> np.ndarray:
+    """One image decoded from its code with only the k largest units kept, for each k. -> (len(ks), D)."""
+    if not hasattr(model, "encode_topk"):
+        raise ValueError(f"model: {type(model).__name__} has no top-k code (k-sparse autoencoders only)")
+    if len(ks) == 0:
+        raise ValueError("ks: need at least one k")
+    x = _one_image(model, image)
+    with evaluating(model):
+        codes = torch.cat([model.encode_topk(x, int(k)) for k in ks])  # (len(ks), H)
+        return model.decode(codes).float().cpu().numpy()
+
+
+# ---------------------------------------------------------------- generative pages (VAE, conditional VAE)
+def _prior_draws(n: int, code_dim: int, temperature: float, seed: int) -> torch.Tensor:
+    """temperature * eps, eps ~ N(0, I) from a generator seeded with ``seed``. -> (n, code_dim)"""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n: number of samples must be a whole number >= 1 (got {n!r})")
+    if not temperature >= 0:
+        raise ValueError(f"temperature: must be >= 0 (got {temperature!r})")
+    eps = torch.randn(int(n), code_dim, generator=torch.Generator().manual_seed(int(seed)))  # (n, d)
+    return float(temperature) * eps
+
+
+def prior_samples(model: Variant, n: int, temperature: float = 1.0, seed: int = 0, y: Labels = None) -> np.ndarray:
+    """Decode n draws z = temperature * eps, eps ~ N(0, I). -> (n, D) pixel means.
+
+    The same seed gives the same eps at every temperature, so a temperature slider rescales one set of draws.
+    ``y`` (an int or (n,) labels) is only needed by label-conditioned models.
+    """
+    return decode_latents(model, _prior_draws(n, model.code_dim, temperature, seed), y)
+
+
+def digit_style_grid(model: Variant, n_styles: int = 8, temperature: float = 1.0, seed: int = 0,
+                     labels: Sequence[int] | None = None) -> np.ndarray:
+    """A label x style grid from a conditional model: row k decodes the same n_styles draws z_j with label k.
+
+    labels default to 0..n_classes-1. -> (len(labels) * n_styles, D), row-major: entry k * n_styles + j is
+    decode(z_j, labels[k]); tile it with ``image_grid(..., ncols=n_styles)``.
+    """
+    if not getattr(model, "uses_labels", False):
+        raise ValueError(f"model: {type(model).__name__} is not conditioned on labels; the grid needs a CVAE")
+    labels = list(range(model.n_classes)) if labels is None else [int(k) for k in labels]
+    if not labels:
+        raise ValueError("labels: need at least one label")
+    z = _prior_draws(n_styles, model.code_dim, temperature, seed)  # (S, d)
+    z_grid = z.repeat(len(labels), 1)  # (K*S, d): the styles repeat along each row
+    y_grid = torch.tensor(labels, dtype=torch.long).repeat_interleave(n_styles)  # (K*S,): one label per row
+    return decode_latents(model, z_grid, y_grid)
+
+
+ELBO_SPLIT_KINDS = ("train", "test")
+
+
+def latest_elbo_split(history: Sequence[dict], beta: float) -> dict[str, dict[str, float]]:
+    """The newest train and test rows' ELBO split, per image in nats.
+
+    -> {kind: {"reconstruction", "kl", "weighted_kl" = beta * kl, "total" (as logged), "elbo" = -(reconstruction
+    + kl)}}. With beta = 1, total = -elbo. A kind with no row holding both terms is left out.
+    """
+    if not beta >= 0:
+        raise ValueError(f"beta: must be >= 0 (got {beta!r})")
+    split: dict[str, dict[str, float]] = {}
+    for kind in ELBO_SPLIT_KINDS:
+        row = next((r for r in reversed(history) if r.get("kind") == kind and "reconstruction" in r and "kl" in r),
+                   None)
+        if row is None:
+            continue
+        rec, kl = float(row["reconstruction"]), float(row["kl"])
+        total = float(row.get("total", rec + beta * kl))
+        split[kind] = {"reconstruction": rec, "kl": kl, "weighted_kl": beta * kl, "total": total,
+                       "elbo": -(rec + kl)}
+    return split
+
+
+# ---------------------------------------------------------------- binary-latent VAE and AE + Gaussian mixture pages
+def recent_mean(history: Sequence[dict], key: str, n_rows: int = 5, kind: str = "train") -> float | None:
+    """Mean of ``key`` over the last ``n_rows`` rows of ``kind`` ("train" | "test") that report it (finite values
+    only); None if none do. E.g. the latest test total: ``recent_mean(history, "total", 1, "test")``."""
+    if n_rows < 1:
+        raise ValueError(f"n_rows: must be >= 1 (got {n_rows})")
+    values = [float(r[key]) for r in history if r.get("kind") == kind and isinstance(r.get(key), int | float)
+              and not isinstance(r.get(key), bool) and math.isfinite(r[key])]
+    return float(np.mean(values[-n_rows:])) if values else None
+
+
+def code_plane(codes: ArrayLike) -> tuple[np.ndarray, np.ndarray, str]:
+    """A plane to draw codes (N, d) in: (center (d,), axes (2, d), method).
+
+    2-D codes are drawn as they are ("identity": center 0, axes I); wider codes on their first two principal
+    axes ("pca": center = the codes' mean, axes = the top two right singular vectors of the centred codes).
+    """
+    c = _check_codes(codes).astype(np.float64)
+    d = c.shape[1]
+    if d < 2:
+        raise ValueError(f"codes: a 2-D view needs codes of at least 2 units, got {d}")
+    if d == 2:
+        return np.zeros(2), np.eye(2), "identity"
+    if c.shape[0] < 2:
+        raise ValueError(f"codes: PCA to 2-D needs at least 2 codes, got {c.shape[0]}")
+    center = c.mean(axis=0)  # (d,)
+    _, _, vt = np.linalg.svd(c - center, full_matrices=False)
+    return center, vt[:2], "pca"
+
+
+def project_to_plane(points: ArrayLike, center: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """A (p - center) for points (N, d) and axes A (2, d). -> (N, 2) float32"""
+    p = _to_numpy(points, np.float64)
+    if p.ndim != 2 or p.shape[1] != axes.shape[1]:
+        raise ValueError(f"points: expected shape (N, {axes.shape[1]}), got {p.shape}")
+    return ((p - center) @ axes.T).astype(np.float32)
+
+
+def project_gaussians(means: ArrayLike, covariances: ArrayLike, center: np.ndarray, axes: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Each Gaussian N(m_k, C_k) seen in the plane: its marginal N(A (m_k - center), A C_k A^T).
+
+    means (K, d), covariances (K, d, d), axes A (2, d) -> (means (K, 2), covariances (K, 2, 2)) float64."""
+    mu, cov = _to_numpy(means, np.float64), _to_numpy(covariances, np.float64)
+    d = axes.shape[1]
+    if mu.ndim != 2 or mu.shape[1] != d or cov.shape != (mu.shape[0], d, d):
+        raise ValueError(f"means, covariances: expected (K, {d}) and (K, {d}, {d}), got {mu.shape} and {cov.shape}")
+    return (mu - center) @ axes.T, axes @ cov @ axes.T
+
+
+def mixture_vs_normal_samples(model: Variant, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Codes drawn from the model's fitted mixture and from N(0, I), and their decodings (AE + Gaussian mixture).
+
+    -> {"mixture_codes": (n, d), "mixture_images": (n, D), "normal_codes": (n, d), "normal_images": (n, D)};
+    each draw uses its own generator seeded with ``seed``, so ``model.sample`` / ``model.sample_standard_normal``
+    with such a generator give the same images.
+    """
+    if not hasattr(model, "sample_codes") or not hasattr(model, "standard_normal_codes"):
+        raise ValueError(f"model: {type(model).__name__} has no code-space mixture (ae-gmm models only)")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n: number of samples must be a whole number >= 1 (got {n!r})")
+    with evaluating(model):
+        z_mix, _ = model.sample_codes(int(n), generator=torch.Generator().manual_seed(int(seed)))  # (n, d)
+        z_normal = model.standard_normal_codes(int(n), generator=torch.Generator().manual_seed(int(seed)))  # (n, d)
+        out = {"mixture_codes": z_mix, "mixture_images": model.decode(z_mix),
+               "normal_codes": z_normal, "normal_images": model.decode(z_normal)}
+        return {name: value.float().cpu().numpy() for name, value in out.items()}

@@ -230,3 +230,81 @@ def line_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
                       yaxis_type="log" if log_y else "linear", margin=MARGIN)
     return fig
+
+
+# ---------------------------------------------------------------- picking points on a latent map
+def selected_indices(event: Mapping | None) -> list[int]:
+    """Indices (the ``customdata`` that ``latent_scatter`` puts on each point) of the points picked in a Streamlit
+    Plotly selection event ``{"selection": {"points": [{"customdata": 12, ...}, ...]}}``, in order; [] if none.
+
+    ``customdata`` may also arrive as a one-element list (Plotly Express style); points without it are skipped.
+    """
+    selection = (event or {}).get("selection") or {}
+    indices = []
+    for point in selection.get("points") or []:
+        data = point.get("customdata") if isinstance(point, Mapping) else None
+        if isinstance(data, list | tuple):
+            data = data[0] if data else None
+        if isinstance(data, int | float) and not isinstance(data, bool) and float(data).is_integer():
+            indices.append(int(data))
+    return indices
+
+
+# ---------------------------------------------------------------- binary-latent VAE and AE + Gaussian mixture pages
+def train_curves(history: Sequence[Mapping], series: Mapping[str, str], title: str | None = None,
+                 y_title: str | None = None, log_y: bool = False) -> go.Figure:
+    """One line per history key against epoch, from the train rows (diagnostics such as gradient variances).
+
+    ``series`` maps a history key to its legend name; rows without the key, and non-finite or (on a log axis)
+    non-positive values, are skipped.
+    """
+    fig = go.Figure()
+    for i, (key, name) in enumerate(series.items()):
+        points = [(float(r["epoch"]), float(r[key])) for r in history
+                  if r.get("kind") == "train" and "epoch" in r and isinstance(r.get(key), int | float)
+                  and not isinstance(r.get(key), bool) and math.isfinite(r[key]) and (r[key] > 0 or not log_y)]
+        color = TERM_COLORS[i % len(TERM_COLORS)]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=name, mode="lines",
+                                 line={"color": color, "width": 2},
+                                 hovertemplate=f"{name}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title=y_title, yaxis_type="log" if log_y else "linear",
+                      margin={**MARGIN, "t": 80 if title else MARGIN["t"]}, uirevision="train-curves",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # below the title
+    return fig
+
+
+def add_points(fig: go.Figure, points: np.ndarray, name: str, color: str = "black", symbol: str = "x",
+               size: int = 7) -> go.Figure:
+    """Overlay 2-D points (N, 2) (e.g. sampled codes) as one extra legend entry; returns the figure."""
+    p = np.asarray(points, dtype=np.float32)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(f"points: expected shape (N, 2), got {p.shape}")
+    fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=name,
+                             marker={"symbol": symbol, "color": color, "size": size, "line": {"width": 1}},
+                             hovertemplate=f"{name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    return fig
+
+
+# ---------------------------------------------------------------- comparing models
+def compare_loss_curves(histories: Mapping[str, Sequence[Mapping]], term: str = "total",
+                        kinds: Sequence[str] = ("train", "test"), title: str | None = None) -> go.Figure:
+    """One colour per model: ``term`` against epoch from several histories (train solid, test dashed).
+
+    Models whose history lacks the term draw nothing; non-finite values are skipped."""
+    fig = go.Figure()
+    for i, (name, history) in enumerate(histories.items()):
+        color = TERM_COLORS[i % len(TERM_COLORS)]
+        for kind in kinds:
+            points = [(float(r["epoch"]), float(r[term])) for r in history
+                      if r.get("kind") == kind and "epoch" in r and isinstance(r.get(term), int | float)
+                      and math.isfinite(r[term])]
+            if not points:
+                continue
+            x, y = (list(v) for v in zip(*points, strict=True))
+            style = ({"mode": "lines", "line": {"color": color, "width": 2}} if kind == "train" else
+                     {"mode": "lines+markers", "line": {"color": color, "dash": "dash"}, "marker": {"size": 6}})
+            fig.add_trace(go.Scatter(x=x, y=y, name=f"{name} · {kind}", legendgroup=name, **style,
+                                     hovertemplate=f"{name} {kind}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
+    fig.update_layout(title=title or f"{term} per image", xaxis_title="epoch", yaxis_title=f"{term} per image",
+                      margin=MARGIN, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    return fig

@@ -11,7 +11,7 @@ page, fragment included, so each ``run()`` advances one chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 import torch
@@ -68,9 +68,10 @@ def _progress(session: TrainingSession) -> None:
         st.caption(f"Stored run: {meta.get('epochs', '?')} epochs, {meta.get('steps', '?')} steps.")
 
 
-def curve_terms(history: list[dict]) -> list[str]:
-    """Every loss term, except a 'total' that only repeats the single other term (e.g. a plain autoencoder)."""
-    terms = plots.history_terms(history)
+def curve_terms(history: list[dict], exclude: Sequence[str] = ()) -> list[str]:
+    """Every loss term but ``exclude`` (a model's ``diagnostic_terms``), and without a 'total' that only repeats
+    the single other term (e.g. a plain autoencoder)."""
+    terms = [t for t in plots.history_terms(history) if t not in exclude]
     return terms[:1] if len(terms) == 2 and terms[-1] == "total" else terms
 
 
@@ -79,7 +80,8 @@ def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
     if not session.history:
         st.caption("Loss curves appear after the first steps.")
         return
-    figure = plots.loss_curves(session.history, terms=curve_terms(session.history), log_y=log_y)
+    terms = curve_terms(session.history, exclude=getattr(session.model, "diagnostic_terms", ()))
+    figure = plots.loss_curves(session.history, terms=terms, log_y=log_y)
     st.plotly_chart(figure, key=f"{key_prefix}.curves.{session.redraws}")
 
 

@@ -1,8 +1,11 @@
 """Autoencoder + Gaussian mixture [ae-gmm]: a plain autoencoder (2-D code by default, no KL term) made generative
 by a Gaussian mixture fitted on the training codes after each epoch.
 
-The mixture is kept as buffers (weights, means, full covariances, a fitted flag), so it travels in the state_dict
-and loads with ``torch.load(..., weights_only=True)``; no scikit-learn object is stored.
+The mixture is kept as buffers (weights, means, full covariances, covariance type, a fitted flag), so it travels in
+the state_dict and loads with ``torch.load(..., weights_only=True)``; no scikit-learn object is stored.
+The config's ``n_components`` / ``covariance_type`` are the first settings; ``fit_mixture`` may refit with others
+(the buffers change shape, and loading a state_dict takes whatever mixture size it holds), and each epoch's refit
+keeps the settings of the last fit.
 """
 
 from __future__ import annotations
@@ -55,18 +58,57 @@ def full_covariances(gm: GaussianMixture) -> np.ndarray:
     raise ConfigError("covariance_type", f"must be one of {', '.join(COVARIANCE_TYPES)} (got {gm.covariance_type!r})")
 
 
+def check_mixture_settings(n_components: int, covariance_type: str) -> None:
+    """ConfigError naming the field when a mixture setting is not allowed (the Config's own ranges)."""
+    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer) or not 1 <= n_components <= 200:
+        raise ConfigError("n_components", f"must be a whole number in [1, 200] (got {n_components!r})")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ConfigError("covariance_type", f"must be one of {', '.join(COVARIANCE_TYPES)} (got {covariance_type!r})")
+
+
 class Model(ae.Model):
-    """The MLP autoencoder of ``ae`` plus a mixture over its codes (buffers ``mixture_*``)."""
+    """The MLP autoencoder of ``ae`` plus a mixture over its codes (buffers ``mixture_*``).
+
+    ``mixture_version`` (a plain int, not saved) counts fits, so a view can tell that the mixture changed."""
 
     generative = True
+    MIXTURE_BUFFERS = ("mixture_weights", "mixture_means", "mixture_covariances")  # (K,), (K, d), (K, d, d)
 
     def __init__(self, config: Config, input_dim: int, n_classes: int = 10):
         super().__init__(config, input_dim, n_classes)
-        k, d = config.n_components, config.code_size
-        self.register_buffer("mixture_weights", torch.full((k,), 1.0 / k))
-        self.register_buffer("mixture_means", torch.zeros(k, d))
-        self.register_buffer("mixture_covariances", torch.eye(d).repeat(k, 1, 1))
+        self._set_mixture_size(config.n_components)
+        self.register_buffer("mixture_covariance_type",
+                             torch.tensor(COVARIANCE_TYPES.index(config.covariance_type), dtype=torch.long))
         self.register_buffer("mixture_fitted", torch.zeros((), dtype=torch.bool))
+        self.mixture_version = 0
+
+    def _set_mixture_size(self, k: int) -> None:
+        """(Re)create the mixture buffers for k components, unfitted values (uniform weights, N(0, I) parts)."""
+        d = self.config.code_size
+        old = getattr(self, "mixture_means", None)
+        kw = {} if old is None else {"dtype": old.dtype, "device": old.device}
+        self.register_buffer("mixture_weights", torch.full((k,), 1.0 / k, **kw))
+        self.register_buffer("mixture_means", torch.zeros(k, d, **kw))
+        self.register_buffer("mixture_covariances", torch.eye(d, **kw).repeat(k, 1, 1))
+
+    @property
+    def mixture_components(self) -> int:
+        """K of the mixture held now (the last fit's, or the config's before any fit)."""
+        return self.mixture_weights.shape[0]
+
+    @property
+    def mixture_covariance(self) -> str:
+        """covariance_type of the mixture held now."""
+        return COVARIANCE_TYPES[int(self.mixture_covariance_type)]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Take the stored mixture's size (it may have been refit with another K than the config's)."""
+        weights = state_dict.get(prefix + "mixture_weights")
+        if isinstance(weights, torch.Tensor) and weights.dim() == 1 and weights.shape[0] != self.mixture_components:
+            self._set_mixture_size(weights.shape[0])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # -- fitting --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -80,30 +122,46 @@ class Model(ae.Model):
             self.train(was_training)
         return torch.cat(codes)
 
-    def fit_mixture(self, codes: torch.Tensor) -> GaussianMixture:
+    def fit_mixture(self, codes: torch.Tensor, n_components: int | None = None, covariance_type: str | None = None
+                    ) -> GaussianMixture:
         """Fit GaussianMixture(n_components, covariance_type, random_state=0) on codes (N, d); store it as buffers.
 
-        Returns the fitted scikit-learn object for callers that want it (it is not kept)."""
-        c = self.config
+        n_components / covariance_type default to the mixture held now (at first the config's); another K gives
+        the buffers a new shape. The autoencoder is untouched. Returns the fitted scikit-learn object (not kept)."""
+        k = self.mixture_components if n_components is None else n_components
+        cov_type = self.mixture_covariance if covariance_type is None else covariance_type
+        check_mixture_settings(k, cov_type)
+        d = self.config.code_size
         codes_np = codes.detach().cpu().double().numpy()
-        if codes_np.ndim != 2 or codes_np.shape[1] != c.code_size:
-            raise ValueError(f"codes: expected shape (N, {c.code_size}), got {tuple(codes_np.shape)}")
-        if codes_np.shape[0] < c.n_components:
-            raise ConfigError("n_components", f"{c.n_components} components need at least as many codes "
+        if codes_np.ndim != 2 or codes_np.shape[1] != d:
+            raise ValueError(f"codes: expected shape (N, {d}), got {tuple(codes_np.shape)}")
+        if codes_np.shape[0] < k:
+            raise ConfigError("n_components", f"{k} components need at least as many codes "
                                               f"(got {codes_np.shape[0]})")
         if not np.isfinite(codes_np).all():
             raise ValueError("codes: contain NaN or inf; the autoencoder diverged")
-        gm = GaussianMixture(n_components=c.n_components, covariance_type=c.covariance_type, random_state=0)
+        gm = GaussianMixture(n_components=int(k), covariance_type=cov_type, random_state=0)
         gm.fit(codes_np)
+        if int(k) != self.mixture_components:
+            self._set_mixture_size(int(k))
         dtype = self.mixture_means.dtype
         self.mixture_weights.copy_(torch.as_tensor(gm.weights_, dtype=dtype))
         self.mixture_means.copy_(torch.as_tensor(gm.means_, dtype=dtype))
         self.mixture_covariances.copy_(torch.as_tensor(full_covariances(gm), dtype=dtype))
+        self.mixture_covariance_type.fill_(COVARIANCE_TYPES.index(cov_type))
         self.mixture_fitted.fill_(True)
+        self.mixture_version += 1
         return gm
 
+    def refit_mixture(self, train_x: torch.Tensor, n_components: int | None = None,
+                      covariance_type: str | None = None) -> GaussianMixture:
+        """Encode the training images (N, D) and fit the mixture on their codes (see ``fit_mixture``); the
+        autoencoder is not retrained."""
+        return self.fit_mixture(self.encode_dataset(train_x), n_components, covariance_type)
+
     def on_epoch_end(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
-        self.fit_mixture(self.encode_dataset(train_x))
+        """Refit the mixture on the new codes, with the settings of the last fit."""
+        self.refit_mixture(train_x)
 
     # -- the mixture as a density and a sampler -------------------------------------------------------
     def _require_fitted(self) -> None:
@@ -141,8 +199,12 @@ class Model(ae.Model):
         z, _ = self.sample_codes(n, generator)
         return self.decode(z)
 
-    def sample_standard_normal(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode z ~ N(0, I): what a plain autoencoder "generates" without a model of its code space. -> (n, D)"""
+    def standard_normal_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ N(0, I) in the code space, on the model's device. -> (n, d)"""
         draw_device = generator.device if generator is not None else self.device
         z = torch.randn((n, self.config.code_size), generator=generator, device=draw_device)
-        return self.decode(z.to(device=self.device, dtype=self.mixture_means.dtype))
+        return z.to(device=self.device, dtype=self.mixture_means.dtype)
+
+    def sample_standard_normal(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode z ~ N(0, I): what a plain autoencoder "generates" without a model of its code space. -> (n, D)"""
+        return self.decode(self.standard_normal_codes(n, generator))

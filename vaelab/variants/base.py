@@ -16,6 +16,9 @@ class Variant(nn.Module):
 
     generative: bool = False
     uses_labels: bool = False  # True when encode/decode need y (conditional VAE)
+    # Reported terms that are diagnostics, not losses (e.g. a gradient variance): kept in the history, left out of
+    # the loss curves, which are in nats.
+    diagnostic_terms: tuple[str, ...] = ()
 
     def __init__(self, config: BaseConfig, input_dim: int, n_classes: int = 10):
         super().__init__()

@@ -110,9 +110,12 @@ class Model(Variant):
       ``grad_variance_value``/``grad_variance_count``: running average (same decay) of the encoder-gradient variance,
       defined as the variance across the batch of the per-example score-function gradient w.r.t. the encoder's output
       logits, g_b = mean_l (f_lb - b)(z_lb - mu_b), averaged over the latent units (see ``logit_grad_variance``).
+      ``grad_variance_no_baseline_value``/``_count``: the same running average for b = 0, measured on the same batch
+      and samples, so the two curves compare the estimators whatever the ``baseline`` setting trains with.
     """
 
     generative = True
+    diagnostic_terms = ("grad_variance", "grad_variance_no_baseline")  # reported, but not losses (not in nats)
 
     def __init__(self, config: Config, input_dim: int, n_classes: int = 10):
         super().__init__(config, input_dim, n_classes)
@@ -123,6 +126,8 @@ class Model(Variant):
         self.register_buffer("baseline_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("grad_variance_value", torch.zeros(()))
         self.register_buffer("grad_variance_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("grad_variance_no_baseline_value", torch.zeros(()))
+        self.register_buffer("grad_variance_no_baseline_count", torch.zeros((), dtype=torch.long))
 
     @property
     def code_dim(self) -> int:
@@ -181,21 +186,30 @@ class Model(Variant):
     def training_objective(self, x: torch.Tensor, y: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Surrogate whose value equals total and whose gradient is: plain for the decoder; score-function
-        (with baseline) plus exact KL gradient for the encoder. Adds "grad_variance" to the reported terms."""
+        (with baseline) plus exact KL gradient for the encoder.
+
+        Adds two diagnostics to the reported terms, both from the same batch and samples: "grad_variance" (the
+        encoder-gradient variance with the baseline b used for training) and "grad_variance_no_baseline" (b = 0).
+        In training mode each is a running average (buffers), in eval mode this batch's value."""
         terms, logits, z, f = self._terms_and_internals(x)
         b = self.current_baseline()
         log_q = bernoulli_log_prob_logits(z, logits)  # (L, B), gradient to the encoder
         surrogate = terms["total"] + score_function_surrogate(log_q, f, b)
-        batch_var = logit_grad_variance(f, z, torch.sigmoid(logits), b)
+        mu = torch.sigmoid(logits)  # (B, d)
+        batch_var = logit_grad_variance(f, z, mu, b)
+        batch_var_plain = logit_grad_variance(f, z, mu, 0.0)
         if self.training:
             decay = self.config.baseline_decay
             if self.config.baseline:
                 self._update_running(self.baseline_value, self.baseline_count, f.detach().mean(), decay)
             self._update_running(self.grad_variance_value, self.grad_variance_count, batch_var, decay)
+            self._update_running(self.grad_variance_no_baseline_value, self.grad_variance_no_baseline_count,
+                                 batch_var_plain, decay)
             reported_var = self.grad_variance_value.detach().clone()
+            reported_plain = self.grad_variance_no_baseline_value.detach().clone()
         else:
-            reported_var = batch_var.detach()
-        return surrogate, {**terms, "grad_variance": reported_var}
+            reported_var, reported_plain = batch_var.detach(), batch_var_plain.detach()
+        return surrogate, {**terms, "grad_variance": reported_var, "grad_variance_no_baseline": reported_plain}
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Bernoulli means mu = sigmoid(logits). (B, D) -> (B, d)"""
@@ -249,3 +263,13 @@ class Model(Variant):
         for _, log_px, log_q in self._enumerate(x):
             total = total + (log_q.exp() * (log_px + log_prior - log_q)).sum(dim=0)
         return total
+
+    # -- importance sampling (for latents too wide to enumerate) ------------------------------------
+    def log_importance_weights(self, x: torch.Tensor, k: int, y: torch.Tensor | None = None,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x).   (B, D) -> (K, B)
+
+        log_mean_exp over K gives the importance-weighted bound on log p(x); K = 1 is a one-sample ELBO."""
+        logits = self.encoder_logits(x)  # (B, d)
+        z = self.sample_latents(logits, k, generator)  # (K, B, d)
+        return self.log_px_given_z(x, z) + self.log_prior(z) - bernoulli_log_prob_logits(z, logits)

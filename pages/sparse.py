@@ -1,0 +1,82 @@
+"""Sparse autoencoder page (layout only): the filter grid, the units' mean activations against rho, the KL-Bernoulli
+curve with the units on it, and the penalty's share of the loss; all redrawn live."""
+
+import streamlit as st
+
+from vaelab import analysis, plots
+from vaelab.ui.explain import what_you_are_seeing
+from vaelab.ui.images import show_picture
+from vaelab.ui.session import TrainingSession, model_cached
+from vaelab.ui.training_panel import training_panel
+
+VARIANT = "sparse"
+ACTIVATION_IMAGES = 1000  # test images over which rho_hat_j is measured
+CLASSIC_RHO = 0.25  # the classic plot of KL(rho || rho_hat)
+SHARE = "sparsity / total"
+
+
+def filter_section(session: TrainingSession) -> None:
+    weights = analysis.first_layer_weights(session.model)  # (units, D)
+    hidden = session.config.hidden_sizes
+    what = "code unit" if not hidden else "first hidden unit"
+    show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
+                 caption=f"Each {what}'s encoder weights as a {session.data.image_shape[0]}x"
+                         f"{session.data.image_shape[1]} image ({len(weights)} units, each tile scaled to its own "
+                         f"min..max) · step {session.step:,}")
+
+
+def mean_activations(session: TrainingSession):
+    """rho_hat_j: each code unit's mean activation over test images. -> (units,)"""
+    test = session.data.test
+    x = test.images[analysis.spaced_indices(len(test), ACTIVATION_IMAGES)]
+    codes = model_cached(session, "codes", lambda: analysis.encode_dataset(session.model, x))  # (n, units)
+    return analysis.code_statistics(codes)["mean"], len(x)
+
+
+def sparse_views(session: TrainingSession) -> None:
+    """Live: filters | activation histogram, then KL curve | penalty share."""
+    config = session.config
+    rho_hat, n_images = mean_activations(session)
+    filters, histogram = st.columns(2)
+    with filters:
+        filter_section(session)
+    with histogram:
+        fig = plots.activation_histogram(rho_hat, rho=config.rho,
+                                         title=f"Mean activation ρ̂ⱼ of each unit ({n_images:,} test images)")
+        st.plotly_chart(fig, key=f"sparse.hist.{session.redraws}")
+    curve, share = st.columns(2)
+    with curve:
+        rho = st.slider("ρ for the KL curve", 0.01, 0.99, CLASSIC_RHO, step=0.01, key="sparse.curve_rho",
+                        help=f"Only moves this plot; the model trains with ρ = {config.rho:g} (the form's rho). "
+                             f"{CLASSIC_RHO} gives the classic picture.")
+        fig = plots.kl_bernoulli_figure(rho, *analysis.kl_bernoulli_curve(rho), unit_rho_hats=rho_hat)
+        st.plotly_chart(fig, key=f"sparse.kl.{session.redraws}")
+        st.caption("Markers: the units at their current ρ̂ⱼ. The penalty charges each unit its height on the curve "
+                   f"for the training ρ = {config.rho:g}, times β = {config.beta:g}.")
+    with share:
+        rows = analysis.term_share_history(session.history, "sparsity", name=SHARE)
+        if not rows:
+            st.caption("The penalty's share of the loss appears after the first steps.")
+            return
+        st.markdown("**The sparsity penalty's share of the loss** (`sparsity` / `total`)")
+        fig = plots.loss_curves(rows, terms=[SHARE])
+        fig.update_layout(yaxis_title="sparsity / total", margin={**plots.MARGIN, "t": 10})
+        st.plotly_chart(fig, key=f"sparse.share.{session.redraws}")
+
+
+st.title("Sparse autoencoder")
+what_you_are_seeing(
+    "One layer of sigmoid code units $h = \\sigma(Wx + b)$ (`code_size` = 144 by default, a 12x12 grid of filters). "
+    "Besides reconstructing $x$, each unit's mean activation over the batch, $\\hat\\rho_j$, is pulled towards the "
+    "target $\\rho$ (`rho`) by a KL-Bernoulli penalty weighted by $\\beta$ (`beta`): most units stay near 0 for any "
+    "one image, and the filters (rows of $W$ drawn as images) turn into strokes. Below the curves: the filters, "
+    "the histogram of $\\hat\\rho_j$ with $\\rho$ marked, the curve $\\mathrm{KL}(\\rho \\| \\hat\\rho)$ with the "
+    "units on it, and the penalty's share of the loss (`sparsity` / `total`).",
+    [r"\hat\rho_j = \frac{1}{B} \sum_{b=1}^{B} h_j(x_b), \qquad "
+     r"\mathrm{KL}(\rho \,\|\, \hat\rho_j) = \rho \log\frac{\rho}{\hat\rho_j}"
+     r" + (1-\rho)\log\frac{1-\rho}{1-\hat\rho_j}",
+     r"\mathcal{L} = \underbrace{\frac{1}{B}\sum_{b=1}^{B} \mathcal{L}_{\text{rec}}(x_b, \hat x_b)}"
+     r"_{\texttt{reconstruction}} + \underbrace{\beta \sum_{j=1}^{H} \mathrm{KL}(\rho \,\|\, \hat\rho_j)}"
+     r"_{\texttt{sparsity}}"],
+)
+training_panel(VARIANT, extra_views=sparse_views)

@@ -1,0 +1,259 @@
+"""VAE page (layout only): beta, the live ELBO split, a clickable latent map, the manifold, samples from the prior,
+interpolation and per-dimension latent traversals."""
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+import torch
+
+from vaelab import analysis, plots
+from vaelab.ui.config_form import default_prefix, widget_key
+from vaelab.ui.explain import what_you_are_seeing
+from vaelab.ui.images import show_image_rows, show_picture
+from vaelab.ui.session import TrainingSession, get_session, latest_cached, model_cached, run_model
+from vaelab.ui.sidebar import current_settings
+from vaelab.ui.training_panel import training_panel
+
+VARIANT = "vae"
+MAX_LIVE_CODES = 2000  # test images encoded for the live latent map
+TSNE_SIZES = (500, 1000, 2000)
+MAX_TRAVERSAL_DIMS = 10
+BETA_MAX = 10.0
+BETA_KEY = widget_key(default_prefix(VARIANT), "beta")  # the form's own key: loading a checkpoint fills it
+PICKED_KEY = "vae.picked"  # test index of the image picked on a latent map
+SAMPLE_SEED_KEY = "vae.sample_seed"
+TRAVERSAL_RESET_KEY = "vae.traversal_reset"
+TERM_NAMES = {"reconstruction": "reconstruction", "kl": "kl", "weighted_kl": "β · kl",
+              "total": "total = reconstruction + β · kl", "elbo": "ELBO = −(reconstruction + kl)"}
+
+
+# ---------------------------------------------------------------- small layout helpers
+def test_sample(session: TrainingSession, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """n evenly spaced test images (n, D), their labels (n,) and their indices in the test split (n,)."""
+    test = session.data.test
+    n = min(n, len(test))
+    idx = torch.arange(n) * len(test) // n
+    return test.images[idx], test.labels[idx], idx.numpy()
+
+
+def bump(key: str) -> None:
+    st.session_state[key] = st.session_state.get(key, 0) + 1
+
+
+def pick_point(chart_key: str, test_indices: np.ndarray) -> None:
+    """on_select callback of a latent map: remember the test index of the first picked point."""
+    picked = plots.selected_indices(st.session_state.get(chart_key))
+    if picked and 0 <= picked[0] < len(test_indices):
+        st.session_state[PICKED_KEY] = int(test_indices[picked[0]])
+
+
+def clickable_map(points: np.ndarray, labels: np.ndarray, test_indices: np.ndarray, key: str, title: str,
+                  axis_titles: tuple[str, str] = ("z₁ (mean)", "z₂ (mean)")) -> None:
+    fig = plots.latent_scatter(points, labels, title=title, axis_titles=axis_titles)
+    fig.update_layout(clickmode="event+select")
+    st.plotly_chart(fig, key=key, on_select=partial(pick_point, key, test_indices), selection_mode="points")
+
+
+def picked_view(session: TrainingSession) -> None:
+    """The picked test image beside its decoding from the posterior mean."""
+    test = session.data.test
+    index = min(int(st.session_state.get(PICKED_KEY, 0)), len(test) - 1)
+    x = test.images[index]  # (D,)
+    mu = run_model(session.model, session.model.encode, x[None])  # (1, d)
+    decoded = run_model(session.model, session.model.decode, mu)  # (1, D)
+    mu_text = ", ".join(f"{v:.2f}" for v in mu[0, :4].tolist()) + (", …" if mu.shape[1] > 4 else "")
+    show_image_rows([torch.stack([x, decoded[0]])], session.data.image_shape, scale=3,
+                    caption=f"Picked: test image #{index} (a {int(test.labels[index])}) · its decoding from "
+                            f"μ = ({mu_text})")
+    st.caption("Click a point on the map to pick another image; hover to see its digit and index.")
+
+
+def elbo_split_view(session: TrainingSession, beta: float) -> None:
+    """Caption naming the curves' terms, and the newest train / test split as a small table."""
+    st.caption(f"The curves split the objective: **total = reconstruction + β · kl** (β = {beta:g}), which is "
+               "**−ELBO when β = 1**. Solid: train (averaged over recent steps); dashed: test, at each epoch end.")
+    split = analysis.latest_elbo_split(session.history, beta)
+    if not split:
+        return
+    header = "| | " + " | ".join(TERM_NAMES.values()) + " |"
+    lines = [header, "|---" * (len(TERM_NAMES) + 1) + "|"]
+    for kind, values in split.items():
+        lines.append(f"| {kind} | " + " | ".join(f"{values[name]:.2f}" for name in TERM_NAMES) + " |")
+    st.markdown("\n".join(lines))
+
+
+def beta_slider(session: TrainingSession) -> float:
+    """The beta-VAE weight, drawn big above the panel; the form leaves ``beta`` to it."""
+    if BETA_KEY not in st.session_state:
+        st.session_state[BETA_KEY] = 1.0
+    current = float(st.session_state[BETA_KEY])
+    left, right = st.columns([2, 3], vertical_alignment="center")
+    beta = left.slider("β, the weight of the KL term (β-VAE)", 0.0, max(BETA_MAX, current), step=0.1,
+                       key=BETA_KEY, disabled=session.trainer is not None, persist_state="session",
+                       help="1: the ELBO. Above 1: a β-VAE (smoother latent space, blurrier images). "
+                            "0: an autoencoder with noisy codes. Stop / Reset to change it.")
+    right.caption("β = 1 trains the ELBO; β > 1 pushes q(z|x) towards the prior (watch the kl curve fall and the "
+                  "reconstructions blur); β = 0 drops the KL term, so the codes stop looking like samples of "
+                  "N(0, I) and the prior samples below stop looking like digits.")
+    return beta
+
+
+# ---------------------------------------------------------------- live views (redrawn while training)
+def live_views(session: TrainingSession) -> None:
+    elbo_split_view(session, float(session.config.beta))
+    if session.data is None:  # a view-only checkpoint whose data cannot be loaded: its curves only
+        return
+    if session.model.code_dim != 2:
+        st.caption(f"The latent has {session.model.code_dim} dimensions: draw its t-SNE map below; the manifold "
+                   "grid needs a 2-D latent.")
+        return
+    x, y, idx = test_sample(session, MAX_LIVE_CODES)
+    codes = model_cached(session, "test_codes", lambda: analysis.encode_dataset(session.model, x))  # (n, 2)
+    map_col, manifold_col = st.columns([3, 2])
+    with map_col:
+        clickable_map(codes, y.numpy(), idx, key=f"vae.map.{session.redraws}",
+                      title=f"Posterior means of {len(codes):,} test images (step {session.step:,})")
+        picked_view(session)
+    with manifold_col:
+        n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
+                      help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
+        grid = analysis.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
+        show_picture(grid, scale=max(1, round(360 / grid.shape[0])),
+                     caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
+                             "the tiles are equally likely under the prior.")
+
+
+# ---------------------------------------------------------------- views that need not be live
+def tsne_section(session: TrainingSession) -> None:
+    st.subheader("t-SNE map of the codes")
+    n = st.select_slider("Test images in the map", TSNE_SIZES, value=1000, key="vae.tsne_n")
+    seed = current_settings().seed
+
+    def compute():
+        x, y, idx = test_sample(session, n)
+        points, _ = analysis.latent_map(analysis.encode_dataset(session.model, x), y.numpy(), method="tsne",
+                                        seed=seed)
+        return points, y.numpy(), idx
+
+    if st.button("Draw t-SNE map", key="vae.tsne_draw", icon=":material/scatter_plot:", disabled=session.running,
+                 help="Pause training first." if session.running else "Takes a few seconds."):
+        with st.spinner(f"t-SNE on {n:,} codes…"):
+            model_cached(session, "tsne", compute, n, seed)
+    found = latest_cached(session, "tsne", n, seed)
+    if found is None:
+        st.caption(f"The latent has {session.model.code_dim} dimensions: t-SNE places similar posterior means "
+                   "near each other in 2-D. Press the button to draw it.")
+        return
+    step, (points, labels, idx) = found
+    map_col, picked_col = st.columns([3, 2])
+    with map_col:
+        clickable_map(points, labels, idx, key=f"vae.tsne.{session.version}.{step}.{n}",
+                      title=f"t-SNE of {len(points):,} test codes (step {step:,})", axis_titles=("t-SNE 1", "t-SNE 2"))
+        if step != session.step:
+            st.caption(f"Drawn at step {step:,}; the model is at step {session.step:,} now. Draw again to update.")
+    with picked_col:
+        picked_view(session)
+
+
+def samples_section(session: TrainingSession) -> None:
+    st.subheader("Samples from the prior")
+    temp_col, n_col, button_col = st.columns([2, 2, 1], vertical_alignment="bottom")
+    temperature = temp_col.slider("Temperature τ", 0.0, 2.0, 1.0, 0.1, key="vae.temperature",
+                                  help="z = τ · ε with ε ~ N(0, I): below 1 the samples are cleaner and more alike.")
+    n = n_col.select_slider("Samples", (16, 32, 64, 100), value=32, key="vae.n_samples")
+    button_col.button("Regenerate", key="vae.regenerate", icon=":material/refresh:", on_click=bump,
+                      args=(SAMPLE_SEED_KEY,))
+    seed = st.session_state.get(SAMPLE_SEED_KEY, 0)
+    images = analysis.prior_samples(session.model, n, temperature, seed=seed)  # (n, D)
+    show_picture(analysis.image_grid(images, session.data.image_shape, ncols=16 if n > 64 else 8), scale=2,
+                 caption=f"Decoded z = τ · ε, ε ~ N(0, I), τ = {temperature:g} (draw #{seed}, step {session.step:,})")
+
+
+def first_index(labels: torch.Tensor, digit: int, fallback: int) -> int:
+    found = torch.nonzero(labels == digit)
+    return int(found[0]) if len(found) else fallback
+
+
+def interpolation_section(session: TrainingSession) -> None:
+    st.subheader("Interpolation between two test images")
+    test = session.data.test
+    last = len(test) - 1
+    a_col, b_col, steps_col = st.columns(3)
+    a = a_col.number_input("Test image A (index)", 0, last, first_index(test.labels, 1, 0), key="vae.interp_a")
+    b = b_col.number_input("Test image B (index)", 0, last, first_index(test.labels, 7, last), key="vae.interp_b")
+    steps = steps_col.slider("Steps", 3, 15, 10, key="vae.interp_steps")
+    frames = analysis.interpolate(session.model, test.images[a], test.images[b], steps)  # (steps, D)
+    row = torch.cat([test.images[a][None], torch.from_numpy(frames), test.images[b][None]])  # (steps + 2, D)
+    show_image_rows([row], session.data.image_shape,
+                    caption=f"Left: test image A (#{a}, a {int(test.labels[a])}); then decodings of "
+                            f"(1 − t) μ_A + t μ_B for t = 0 … 1; right: test image B (#{b}, a {int(test.labels[b])}).")
+
+
+def traversal_section(session: TrainingSession) -> None:
+    st.subheader("Latent traversal")
+    model, test = session.model, session.data.test
+    index = st.number_input("Start from test image (index)", 0, len(test) - 1, 0, key="vae.trav_index")
+    x = test.images[index]  # (D,)
+    z0 = analysis.encode_dataset(model, x[None])[0]  # (d,)
+    dims = min(model.code_dim, MAX_TRAVERSAL_DIMS)
+    reset = st.session_state.get(TRAVERSAL_RESET_KEY, 0)
+    slider_col, image_col = st.columns([3, 2])
+    z = z0.copy()
+    with slider_col:
+        columns = st.columns(2)
+        for k in range(dims):
+            start = float(np.clip(z0[k], -4.0, 4.0))
+            z[k] = columns[k % 2].slider(f"z{k + 1}", -4.0, 4.0, start, 0.05,
+                                         key=f"vae.trav.{session.version}.{index}.{reset}.{k}")
+        if model.code_dim > dims:
+            st.caption(f"Sliders for the first {dims} of {model.code_dim} dimensions; the others stay at the "
+                       "image's code.")
+    with image_col:
+        decoded = analysis.decode_latents(model, z[None])  # (1, D)
+        show_image_rows([np.stack([x.numpy(), decoded[0]])], session.data.image_shape, scale=4,
+                        caption=f"Left: test image #{index} (a {int(test.labels[index])}); right: the decoding of "
+                                f"the sliders' z = ({', '.join(f'{v:.2f}' for v in z[:dims])}"
+                                f"{', …' if model.code_dim > dims else ''})")
+        st.button("Back to the image's code", key="vae.trav_reset", icon=":material/undo:", on_click=bump,
+                  args=(TRAVERSAL_RESET_KEY,))
+    with slider_col:
+        values = np.linspace(-3.0, 3.0, 9)
+        rows = [analysis.latent_traversal(model, x, k, values) for k in range(dims)]  # each (9, D)
+        show_image_rows(rows, session.data.image_shape, scale=2,
+                        caption=f"Row k sweeps z_k through {', '.join(f'{v:g}' for v in values)} with the other "
+                                f"dimensions at the image's code (rows z1 … z{dims}, top to bottom).")
+
+
+# ---------------------------------------------------------------- the page
+st.title("Variational autoencoder")
+session = get_session(VARIANT)
+shown_beta = float(session.config.beta) if session.config is not None else float(
+    st.session_state.get(BETA_KEY, 1.0))
+what_you_are_seeing(
+    "The encoder maps an image $x$ to a Gaussian $q(z\\mid x) = \\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)$ "
+    "over a `latent_dim`-dimensional $z$ (heads `mean_head` → $\\mu$, `logvar_head` → $\\log\\sigma^2$); the "
+    "decoder maps $z$ to pixel means $\\hat x = \\operatorname{sigmoid}(\\text{decoder}(z))$ of $p(x\\mid z)$ "
+    "(`bernoulli`, or `gaussian` with variance $\\sigma_x^2$). Training maximises the ELBO, a lower bound on "
+    "$\\log p(x)$, with $L$ = `n_samples` reparameterised draws per image. The loss curves show its two terms, "
+    "`reconstruction` and `kl`, and `total`. Below: the posterior means of test images on a map (click one), the "
+    "manifold of a 2-D latent, samples from the prior $p(z) = \\mathcal N(0, I)$, interpolations and traversals.",
+    [r"\mathrm{ELBO}(x) = \mathbb{E}_{q(z\mid x)}\big[\log p(x\mid z)\big]"
+     r" - \mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)",
+     r"\texttt{total} = \underbrace{-\frac{1}{L}\sum_{l=1}^{L}\log p\big(x\mid z^{(l)}\big)}_{\texttt{reconstruction}}"
+     r" + \beta\,\underbrace{\frac12\sum_{j=1}^{d}\big(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\big)}_{\texttt{kl}}"
+     rf",\qquad \beta = {shown_beta:g}\quad(\beta = 1:\ \texttt{{total}} = -\mathrm{{ELBO}})",
+     r"z^{(l)} = \mu + \sigma \odot \varepsilon^{(l)},\qquad \varepsilon^{(l)} \sim \mathcal N(0, I),\qquad"
+     r" \sigma = \exp\big(\tfrac12 \log\sigma^2\big)",
+     r"\texttt{bernoulli}:\ \log p(x\mid z) = \sum_{i=1}^{D} x_i\log\hat x_i + (1 - x_i)\log(1 - \hat x_i)"
+     r"\qquad \texttt{gaussian}:\ \log p(x\mid z) = -\frac12\sum_{i=1}^{D}"
+     r"\Big[\frac{(x_i - \hat x_i)^2}{\sigma_x^2} + \log 2\pi\sigma_x^2\Big]"],
+)
+beta = beta_slider(session)
+session = training_panel(VARIANT, extra_views=live_views, defaults={"epochs": 30}, fixed={"beta": beta})
+if session.has_model and session.data is not None:
+    if session.model.code_dim != 2:
+        tsne_section(session)
+    samples_section(session)
+    interpolation_section(session)
+    traversal_section(session)

@@ -1,0 +1,122 @@
+"""One real-browser test: the app served by ``streamlit run`` and driven by Playwright in Debian's headless Chromium.
+
+From the root URL, open the Sparse autoencoder page through its sidebar link, press Start, and see the live loss
+chart (a Plotly chart with lines) and the filter grid appear. A failing run leaves a screenshot and the server's
+log in ``test-artifacts/``. Skipped where /usr/bin/chromium or the playwright package is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync"]
+SERVER_START_S = 60
+WAIT_MS = 45_000  # generous: a busy CI machine renders slowly, a quiet one takes a few seconds
+
+# the filter grid: an image captioned "...encoder weights...", loaded, at least 12 tiles of 28 px wide
+FILTER_GRID_LOADED = """() => Array.from(document.querySelectorAll('[data-testid="stImageContainer"]')).some(
+    box => box.innerText.includes("encoder weights")
+        && Array.from(box.querySelectorAll("img")).some(img => img.complete && img.naturalWidth >= 12 * 28))"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"no /_stcore/health answer within {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """The app served on a free localhost port with the offline dataset; the server always stops afterwards."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium; .ci/run installs it)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    port = _free_port()
+    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    log = tmp_path / "streamlit.log"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, server, log)
+        yield Server(url, log)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_sparse_page_trains_live_in_headless_chromium(app_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        try:
+            page.goto(f"{app_server.url}/")  # the root: a deep link as first request once showed the legacy pages
+            page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)  # app.py ran: its navigation is up
+            page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=WAIT_MS)  # Home is drawn
+            page.wait_for_timeout(1000)  # let Home's run end: a click mid-run reset the sidebar's dataset choice
+            sidebar = page.locator('[data-testid="stSidebarNav"]')
+            sidebar.locator("a").filter(has=page.get_by_text("Sparse autoencoder", exact=True)).click()
+            page.get_by_role("heading", name="Sparse autoencoder").wait_for(timeout=WAIT_MS)
+
+            start = page.get_by_role("button", name="Start")
+            start.wait_for(timeout=WAIT_MS)
+            start.click()
+
+            loss_chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="train · reconstruction")
+            loss_chart.locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
+            page.wait_for_function(FILTER_GRID_LOADED, timeout=WAIT_MS)  # live redraws replace the <img> often
+            assert "mnist-5k" in page.get_by_text("Train:").inner_text()
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_browser-sparse.png"), full_page=True)
+            shutil.copyfile(app_server.log, ARTIFACTS / "test_browser-streamlit.log")
+            raise
+        finally:
+            browser.close()

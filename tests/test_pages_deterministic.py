@@ -1,0 +1,378 @@
+"""The denoising, sparse, k-sparse and contractive pages (AppTest on mnist-5k), and the vaelab functions they call
+(checked against direct computations: brute-force top-k, hand-computed history ratios, the corruption itself).
+
+Each ``at.run()`` runs the page once, live fragment included, so it trains one chunk (``session.chunk_steps``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+from torch import nn
+
+from vaelab import analysis
+from vaelab.baselines import plain_autoencoder_config, train_plain_autoencoder
+from vaelab.config import ConfigError
+from vaelab.data import DataBundle, Split, load_data
+from vaelab.losses import kl_bernoulli
+from vaelab.training import Trainer
+from vaelab.ui.session import TrainingSession, session_key
+from vaelab.variants import build_model, get_variant
+from vaelab.variants.ae import Config as AeConfig
+from vaelab.variants.denoising import corrupt
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+MAX_RUNS = 100
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _session(at: AppTest, variant: str) -> TrainingSession:
+    return at.session_state[session_key(variant)]
+
+
+def _page(variant: str, module: str, chunk_steps: int = 10, **form: object) -> AppTest:
+    """The app on a variant's page with form fields set (text for tuples, numbers for numbers)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(f"pages/{module}.py").run()
+    _no_exception(at)
+    assert any("Press **Start**" in i.value for i in at.info)  # no model yet: the page still renders
+    _session(at, variant).chunk_steps = chunk_steps
+    for name, value in {"epochs": 1, "batch_size": 100, **form}.items():
+        key = f"cfg.{variant}.{name}"
+        widget = at.text_input(key=key) if isinstance(value, str) else at.number_input(key=key)
+        widget.set_value(value)
+    at.run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _title(fig: dict) -> str:
+    title = fig.get("layout", {}).get("title", {})
+    return title.get("text", "") if isinstance(title, dict) else str(title or "")
+
+
+def _figure(at: AppTest, title_start: str) -> dict:
+    found = [f for f in _figures(at) if _title(f).startswith(title_start)]
+    assert len(found) == 1, [_title(f) for f in _figures(at)]
+    return found[0]
+
+
+def _trace(fig: dict, name: str) -> dict:
+    found = [t for t in fig["data"] if t.get("name") == name]
+    assert len(found) == 1, [t.get("name") for t in fig["data"]]
+    return found[0]
+
+
+def _values(data: list | dict) -> np.ndarray:
+    """A trace's x / y: a list, or Plotly's typed-array form {"dtype", "bdata" (base64)} for numpy input."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+    return np.asarray(data, dtype=np.float64)
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def _run_until_stopped(at: AppTest, variant: str) -> None:
+    for _ in range(MAX_RUNS):
+        if not _session(at, variant).running:
+            return
+        at.run()
+    raise AssertionError(f"training still running after {MAX_RUNS} runs")
+
+
+# -- vaelab.analysis additions -----------------------------------------------------------------------------------
+def test_spaced_indices_spread_evenly_and_reach_every_class_of_a_sorted_set():
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by label, like mnist-5k's test split
+    idx = analysis.spaced_indices(len(labels), 20)
+    assert idx.tolist() == [i * 50 for i in range(20)]
+    assert set(labels[idx].tolist()) == set(range(10))
+    assert analysis.spaced_indices(5, 9).tolist() == [0, 1, 2, 3, 4]  # never more than there are
+    assert analysis.spaced_indices(0, 3).numel() == 0
+    with pytest.raises(ValueError, match="total, n"):
+        analysis.spaced_indices(-1, 3)
+
+
+class _Identity(nn.Module):
+    """A 'model' that returns its input: its corruption sweep is the error of the noisy input itself."""
+
+    uses_labels = False
+
+    def reconstruct(self, x, y=None):
+        return x
+
+
+@pytest.mark.parametrize("kind", ["uniform", "gaussian", "masking", "salt-and-pepper"])
+def test_corruption_baseline_is_the_noisy_inputs_error_with_the_sweeps_noise(kind):
+    x = torch.rand(30, 12, generator=torch.Generator().manual_seed(1))
+    levels = [0.0, 0.2, 0.7]
+    base = analysis.corruption_baseline(x, kind, levels, corrupt, seed=3)
+    direct = [float(((corrupt(x, kind, a, torch.Generator().manual_seed(3)) - x) ** 2).sum(dim=1).mean())
+              for a in levels]
+    assert base == pytest.approx(direct, rel=1e-6)
+    assert base[0] == 0.0 and base[2] > base[1] > 0.0
+    assert analysis.corruption_sweep(_Identity(), x, kind, levels, corrupt, seed=3) == pytest.approx(base, rel=1e-6)
+
+
+def test_term_history_and_term_share_against_hand_computed_rows():
+    history = [
+        {"kind": "train", "step": 10, "epoch": 0.5, "time": 1.0, "reconstruction": 90.0, "sparsity": 10.0,
+         "total": 100.0},
+        {"kind": "train", "step": 20, "epoch": 1.0, "time": 2.0, "reconstruction": 60.0},  # no penalty, no total
+        {"kind": "test", "step": 20, "epoch": 1.0, "time": 2.0, "sparsity": 0.0, "total": 0.0},  # zero total
+        {"kind": "test", "step": 40, "epoch": 2.0, "time": 3.0, "sparsity": 5.0, "total": 80.0},
+    ]
+    scaled = analysis.term_history(history, "sparsity", scale=0.5, name="half")
+    assert scaled == [{"kind": "train", "step": 10, "epoch": 0.5, "half": 5.0},
+                      {"kind": "test", "step": 20, "epoch": 1.0, "half": 0.0},
+                      {"kind": "test", "step": 40, "epoch": 2.0, "half": 2.5}]
+    share = analysis.term_share_history(history, "sparsity")
+    assert [(r["kind"], r["step"], r["sparsity / total"]) for r in share] == [("train", 10, 0.1), ("test", 40, 0.0625)]
+
+
+def _ksparse(code_size: int = 9, k: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("ksparse", get_variant("ksparse").config_cls(hidden_sizes=(), code_size=code_size, k=k),
+                       input_dim=12)
+
+
+def test_top_k_units_and_reconstructions_at_k_match_a_brute_force_top_k():
+    model = _ksparse(code_size=9, k=3)
+    image = torch.rand(12, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        h = model.encoder(image[None])[0].numpy()  # (9,)
+    for k in (1, 4, 9):
+        units, values = analysis.top_k_units(model, image, k)
+        order = np.argsort(-h)[:k]  # brute force: sort all units, strongest first
+        assert units.tolist() == order.tolist()
+        np.testing.assert_allclose(values, h[order], rtol=1e-6)
+    ks = [1, 4, 9]
+    recon = analysis.reconstructions_at_k(model, image, ks)
+    assert recon.shape == (3, 12)
+    for row, k in zip(recon, ks, strict=True):
+        code = np.where(np.isin(np.arange(9), np.argsort(-h)[:k]), h, 0.0)  # zero all but the k largest
+        with torch.no_grad():
+            expected = torch.sigmoid(model.decoder(torch.tensor(code, dtype=torch.float32)[None]))[0].numpy()
+        np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # all units kept: the plain autoencoder's reconstruction
+        full = torch.sigmoid(model.decoder(model.encoder(image[None])))[0].numpy()
+    np.testing.assert_allclose(recon[2], full, rtol=1e-5, atol=1e-6)
+
+
+def test_top_k_helpers_name_a_bad_k_and_refuse_models_without_a_top_k():
+    model, image = _ksparse(code_size=9), torch.rand(12)
+    with pytest.raises(ConfigError, match=r"k: .*\[1, 9\]"):
+        analysis.top_k_units(model, image, 10)
+    with pytest.raises(ConfigError, match="k: "):
+        analysis.reconstructions_at_k(model, image, [0])
+    with pytest.raises(ValueError, match="one image"):
+        analysis.top_k_units(model, torch.rand(2, 12), 2)
+    plain = build_model("ae", AeConfig(hidden_sizes=(), code_size=4), input_dim=12)
+    with pytest.raises(ValueError, match="k-sparse autoencoders only"):
+        analysis.top_k_units(plain, image, 2)
+
+
+# -- vaelab.baselines --------------------------------------------------------------------------------------------
+def test_plain_autoencoder_config_copies_every_shared_field():
+    source = get_variant("contractive").config_cls(hidden_sizes=(32,), code_size=7, activation="tanh",
+                                                   code_activation="sigmoid", reconstruction="mse", lam=2.0,
+                                                   lr=3e-3, batch_size=64, epochs=9, binarize="static")
+    config = plain_autoencoder_config(source)
+    assert type(config) is AeConfig
+    assert config.to_dict() == {name: value for name, value in source.to_dict().items() if name != "lam"}
+    assert plain_autoencoder_config(source, epochs=2).epochs == 2
+    with pytest.raises(ConfigError, match="epochs"):
+        plain_autoencoder_config(source, epochs=0)
+
+
+def _digits_subset():
+    data = load_data("digits")  # 8x8 images: trains in a blink; a new bundle, the loaded one may be shared
+    train = Split(data.train.images[:400], data.train.labels[:400], data.train.source)
+    return DataBundle(train, data.test, data.image_shape, data.n_classes)
+
+
+def test_train_plain_autoencoder_starts_from_the_variants_weights_and_lowers_the_loss():
+    data = _digits_subset()
+    config = get_variant("contractive").config_cls(hidden_sizes=(), code_size=16, lam=0.5, batch_size=50,
+                                                   epochs=3, lr=1e-2)
+    variant = Trainer("contractive", config, data, seed=5)
+    fresh = Trainer("ae", plain_autoencoder_config(config), data, seed=5)
+    before = fresh.evaluate()["total"]
+    for a, b in zip(variant.model.parameters(), fresh.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # same size and seed: the same starting weights, only the penalty differs
+
+    seen = []
+    trainer = train_plain_autoencoder(config, data, seed=5, on_progress=lambda t: seen.append(t.step),
+                                      chunk_seconds=0.01)
+    assert trainer.variant == "ae" and trainer.done and trainer.error is None
+    assert trainer.step == 3 * 8 and seen[-1] == trainer.step and seen == sorted(seen)
+    assert trainer.evaluate()["total"] < 0.9 * before
+
+
+# -- pages -------------------------------------------------------------------------------------------------------
+def test_denoising_page_trains_with_its_own_corruption_widgets_and_draws_rows_and_sweep():
+    at = _page("denoising", "denoising", hidden_sizes="16", code_size=8)
+    kind, level = at.selectbox(key="cfg.denoising.corruption"), at.slider(key="cfg.denoising.noise_level")
+    assert (kind.value, level.value) == ("uniform", 0.5)  # the config's defaults
+    at.selectbox(key="cfg.denoising._preset").set_value("salt-and-pepper").run()  # a preset moves them too
+    assert at.selectbox(key="cfg.denoising.corruption").value == "salt-and-pepper"
+    assert at.slider(key="cfg.denoising.noise_level").value == pytest.approx(0.2)
+    at.selectbox(key="cfg.denoising.corruption").set_value("masking")
+    at.slider(key="cfg.denoising.noise_level").set_value(0.3)
+    at.text_input(key="cfg.denoising.hidden_sizes").set_value("16")  # the preset reset the form's fields
+    at.number_input(key="cfg.denoising.code_size").set_value(8)
+    at.number_input(key="cfg.denoising.epochs").set_value(1)
+    at.run()
+
+    at.button(key="panel.denoising.start").click().run()
+    _no_exception(at)
+    session = _session(at, "denoising")
+    assert (session.config.corruption, session.config.noise_level) == ("masking", 0.3)
+    assert session.config.hidden_sizes == (16,) and session.config.code_size == 8
+    assert at.selectbox(key="cfg.denoising.corruption").disabled and at.slider(key="cfg.denoising.noise_level").disabled
+    rows = [len(session.history)]
+    for _ in range(2):
+        at.run()
+        rows.append(len(session.history))
+    _no_exception(at)
+    assert rows[0] < rows[1] < rows[2]
+    assert any(c.startswith("Top to bottom: test images, corrupted (masking, a = 0.3), denoised")
+               for c in _captions(at))
+
+    sweep = _figure(at, "Error against noise level (masking")
+    noisy = _values(_trace(sweep, "corrupted input (no model)")["y"])
+    denoised = _values(_trace(sweep, "denoised by this model")["y"])
+    assert len(noisy) == len(denoised) == 11 and noisy[0] == 0.0 and (np.diff(noisy) > 0).all()
+    at.selectbox(key=f"denoising.sweep_kind.{session.version}").set_value("gaussian").run()
+    _no_exception(at)
+    assert _title(_figure(at, "Error against noise level")).startswith("Error against noise level (gaussian")
+
+
+def test_denoising_page_widgets_show_a_loaded_models_corruption():
+    at = _page("denoising", "denoising", hidden_sizes="16", code_size=8)
+    at.selectbox(key="cfg.denoising.corruption").set_value("masking")
+    at.slider(key="cfg.denoising.noise_level").set_value(0.3)
+    at.run()
+    at.button(key="panel.denoising.start").click().run()
+    at.button(key="panel.denoising.pause").click().run()
+    session = _session(at, "denoising")
+    at.text_input(key="panel.denoising.save_name").set_value("masked").run()
+    at.button(key="panel.denoising.save").click().run()
+    assert "Saved `masked`" in at.success[0].value
+
+    at.button(key="panel.denoising.reset").click().run()
+    at.selectbox(key="cfg.denoising.corruption").set_value("gaussian")  # the next run would use other noise
+    at.slider(key="cfg.denoising.noise_level").set_value(0.1)
+    at.run()
+    at.button(key="panel.denoising.load").click().run()
+    _no_exception(at)
+    assert (session.config.corruption, session.config.noise_level) == ("masking", 0.3)
+    assert at.selectbox(key="cfg.denoising.corruption").value == "masking"  # the page's widgets follow the model
+    assert at.slider(key="cfg.denoising.noise_level").value == pytest.approx(0.3)
+    assert any("corrupted (masking, a = 0.3)" in c for c in _captions(at))
+
+
+def test_sparse_page_grows_the_history_and_draws_filters_activations_kl_curve_and_share_live():
+    at = _page("sparse", "sparse")
+    at.button(key="panel.sparse.start").click().run()
+    session = _session(at, "sparse")
+    steps, rows = [session.step], [len(session.history)]
+    for _ in range(3):
+        at.run()
+        steps.append(session.step)
+        rows.append(len(session.history))
+    _no_exception(at)
+    assert all(0 < b - a <= 10 for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b > a for a, b in zip(rows, rows[1:], strict=False))
+    assert any(c.startswith("Each code unit's encoder weights as a 28x28 image (144 units") for c in _captions(at))
+
+    histogram = _figure(at, "Mean activation")
+    assert histogram["layout"]["shapes"][0]["x0"] == pytest.approx(0.05)  # the training rho
+    test = session.data.test
+    expected = analysis.encode_dataset(session.model, test.images[analysis.spaced_indices(len(test), 1000)]).mean(0)
+    np.testing.assert_allclose(_values(histogram["data"][0]["x"]), expected, rtol=1e-5)
+
+    kl = _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.25")
+    units = _trace(kl, "units")
+    np.testing.assert_allclose(_values(units["x"]), expected, rtol=1e-5)
+    expected_kl = kl_bernoulli(0.25, torch.tensor(expected, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(_values(units["y"]), expected_kl, rtol=1e-5)
+    at.slider(key="sparse.curve_rho").set_value(0.5).run()
+    _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.5")
+
+    share = _trace(next(f for f in _figures(at) if any(t.get("name") == "train · sparsity / total"
+                                                        for t in f["data"])), "train · sparsity / total")
+    train = [r for r in session.history if r["kind"] == "train"]
+    np.testing.assert_allclose(_values(share["y"]), [r["sparsity"] / r["total"] for r in train], rtol=1e-6)
+
+
+def test_ksparse_page_shows_the_units_that_fire_their_filters_and_reconstructions_at_several_k():
+    at = _page("ksparse", "ksparse", code_size=30, k=10)
+    at.button(key="panel.ksparse.start").click().run()
+    at.button(key="panel.ksparse.pause").click().run()
+    session = _session(at, "ksparse")
+    assert session.status == "paused" and session.config.k == 10
+    assert at.slider(key=f"ksparse.k.{session.version}").value == 10  # starts at the trained k
+
+    at.number_input(key="ksparse.image").set_value(7)
+    at.slider(key=f"ksparse.k.{session.version}").set_value(5)
+    at.run()
+    _no_exception(at)
+    fired = _figure(at, "The 5 units that fire for test image 7")
+    with torch.no_grad():
+        h = session.model.encoder(session.data.test.images[7:8])[0].numpy()
+    strongest = np.argsort(-h)[:5]
+    assert fired["data"][0]["x"] == [f"#{u}" for u in strongest]
+    np.testing.assert_allclose(_values(fired["data"][0]["y"]), h[strongest], rtol=1e-5)
+    captions = _captions(at)
+    assert any(c.startswith("Their filters, strongest first (units " + ", ".join(map(str, strongest)))
+               for c in captions)
+    assert any("k = 5, 10, 20, 30 (trained with k = 10)" in c for c in captions)
+    assert any("(30 units" in c for c in captions)  # the whole filter grid
+
+
+def test_contractive_page_draws_the_jacobian_norm_and_compares_with_a_plain_autoencoder():
+    at = _page("contractive", "contractive", chunk_steps=20)
+    at.button(key="panel.contractive.start").click().run()
+    button = at.button(key="contractive.train_baseline")
+    assert button.disabled  # not while training
+    _run_until_stopped(at, "contractive")
+    _no_exception(at)
+    session = _session(at, "contractive")
+    assert session.status == "finished"
+
+    jacobian = next(f for f in _figures(at) if any("J<sub>f</sub>" in (t.get("name") or "") for t in f["data"]))
+    train = [r for r in session.history if r["kind"] == "train"]
+    line = next(t for t in jacobian["data"] if t["name"].startswith("train"))
+    np.testing.assert_allclose(_values(line["y"]), [r["contractive"] / session.config.lam for r in train], rtol=1e-6)
+
+    def sensitivity_lines():
+        fig = next(f for f in _figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "")
+                   .startswith("perturbation size"))
+        return [t["name"] for t in fig["data"]]
+
+    assert sensitivity_lines() == ["contractive (λ = 0.1)"]
+    at.button(key="contractive.train_baseline").click().run()
+    _no_exception(at)
+    baseline = at.session_state["contractive.baseline"]["trainer"]
+    assert baseline.variant == "ae" and baseline.done and baseline.epoch == 1
+    assert baseline.config.code_size == 144 and baseline.config.hidden_sizes == ()
+    assert sensitivity_lines() == ["contractive (λ = 0.1)", "plain autoencoder"]
+    assert at.button(key="contractive.train_baseline").disabled  # already trained for this model

@@ -1,0 +1,306 @@
+"""The VAE and conditional-VAE pages (AppTest on mnist-5k) and the pure functions they call, each checked against a
+direct computation with the model (decode of the same seeded draws, the inverse Gaussian CDF, the model's ELBO).
+
+Each ``at.run()`` executes the whole page, the live fragment included, so one run trains one chunk (see
+tests/test_app.py). Models are tiny (16 hidden units, one epoch) so the whole file stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import ndtri
+from streamlit.elements.plotly_chart import PlotlyChartSelectionSerde
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.testing.v1 import AppTest
+
+from vaelab import analysis, plots
+from vaelab.ui.session import TrainingSession, session_key
+from vaelab.variants import build_model, get_variant
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+MAX_RUNS = 200
+D = 12  # tiny images for the unit tests
+
+
+# ---------------------------------------------------------------- helpers
+def tiny_model(key: str, input_dim: int = D, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    config = get_variant(key).config_cls(**{"hidden_sizes": (8,), "latent_dim": 2, **overrides})
+    return build_model(key, config, input_dim=input_dim).eval()
+
+
+def seeded_draws(n: int, d: int, temperature: float, seed: int) -> torch.Tensor:
+    return temperature * torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _session(at: AppTest, variant: str) -> TrainingSession:
+    return at.session_state[session_key(variant)]
+
+
+def _page(variant: str, latent_dim: int = 2, chunk_steps: int | None = 10) -> AppTest:
+    """The app on the variant's page with a tiny one-epoch model (40 steps of 100 images) typed into the form."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(f"pages/{variant}.py").run()
+    _no_exception(at)
+    _session(at, variant).chunk_steps = chunk_steps
+    at.text_input(key=f"cfg.{variant}.hidden_sizes").set_value("16")
+    at.number_input(key=f"cfg.{variant}.latent_dim").set_value(latent_dim)
+    at.number_input(key=f"cfg.{variant}.epochs").set_value(1)
+    at.number_input(key=f"cfg.{variant}.batch_size").set_value(100)
+    return at
+
+
+def _train_to_the_end(at: AppTest, variant: str) -> list[int]:
+    """Press Start and run until the run stops; returns the history length after each run."""
+    at.button(key=f"panel.{variant}.start").click().run()
+    session, lengths = _session(at, variant), []
+    for _ in range(MAX_RUNS):
+        lengths.append(len(session.history))
+        if not session.running:
+            break
+        at.run()
+    _no_exception(at)
+    assert session.status == "finished", session.message
+    return lengths
+
+
+def _chart(at: AppTest, title_part: str):
+    found = [c for c in at.get("plotly_chart") if title_part in (_spec(c)["layout"].get("title") or {}).get("text", "")]
+    assert found, f"no chart titled with {title_part!r}"
+    return found[-1]
+
+
+def _spec(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def _array(value) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or {"dtype", "bdata": base64} as Plotly 6+ writes numpy arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def _customdata(chart) -> np.ndarray:
+    """The customdata (test-sample row) of every point on a latent map, over all its traces."""
+    return np.concatenate([_array(trace["customdata"]) for trace in _spec(chart)["data"]])
+
+
+def _image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def _click_point(at: AppTest, chart, point: int) -> None:
+    """Send the selection the browser sends when a point is clicked (AppTest has no API for chart selections)."""
+    states = at._tree.get_widget_states()
+    event = {"selection": {"points": [{"curve_number": 0, "point_number": 0, "point_index": 0, "customdata": point}],
+                           "point_indices": [0], "box": [], "lasso": []}}
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(event)))
+    at._run(states)
+
+
+# ---------------------------------------------------------------- pure functions
+def test_prior_samples_decode_the_same_seeded_draws_scaled_by_the_temperature():
+    model = tiny_model("vae", latent_dim=3)
+    for temperature in (1.0, 0.4):
+        expected = model.decode(seeded_draws(6, 3, temperature, seed=5)).detach().numpy()
+        np.testing.assert_allclose(analysis.prior_samples(model, 6, temperature, seed=5), expected, atol=1e-6)
+    cold = analysis.prior_samples(model, 4, 0.0, seed=1)
+    np.testing.assert_allclose(cold, np.repeat(model.decode(torch.zeros(1, 3)).detach().numpy(), 4, axis=0),
+                               atol=1e-6)
+    assert not np.allclose(analysis.prior_samples(model, 4, seed=1), analysis.prior_samples(model, 4, seed=2))
+    with pytest.raises(ValueError, match="temperature"):
+        analysis.prior_samples(model, 4, -0.5)
+    with pytest.raises(ValueError, match="n: "):
+        analysis.prior_samples(model, 0)
+
+
+def test_prior_samples_of_a_cvae_follow_the_given_label():
+    model = tiny_model("cvae")
+    z = seeded_draws(5, 2, 1.0, seed=3)
+    for digit in (2, 7):
+        expected = model.decode(z, digit).detach().numpy()
+        np.testing.assert_allclose(analysis.prior_samples(model, 5, seed=3, y=digit), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="y: "):
+        analysis.prior_samples(model, 5)
+
+
+def test_digit_style_grid_holds_z_down_each_column_and_the_label_along_each_row():
+    model = tiny_model("cvae", seed=1)
+    n_styles, temperature = 4, 0.8
+    grid = analysis.digit_style_grid(model, n_styles, temperature, seed=9)
+    assert grid.shape == (10 * n_styles, D)
+    z = seeded_draws(n_styles, 2, temperature, seed=9)  # the styles, one per column
+    rows = grid.reshape(10, n_styles, D)
+    for k in range(10):
+        np.testing.assert_allclose(rows[k], model.decode(z, k).detach().numpy(), atol=1e-6)
+        other = model.decode(z, (k + 1) % 10).detach().numpy()
+        assert np.abs(rows[k] - other).max() > 1e-3  # the row is the decoding with its own label, not another's
+    subset = analysis.digit_style_grid(model, n_styles, temperature, seed=9, labels=[7, 3])
+    np.testing.assert_allclose(subset, np.concatenate([rows[7], rows[3]]), atol=1e-6)
+    tiles = analysis.image_grid(grid, (3, 4), ncols=n_styles, sep=1)
+    assert tiles.shape == (10 * 3 + 9, n_styles * 4 + n_styles - 1)
+    with pytest.raises(ValueError, match="not conditioned on labels"):
+        analysis.digit_style_grid(tiny_model("vae"), 3)
+    with pytest.raises(ValueError, match="labels must be in"):
+        analysis.digit_style_grid(model, 3, labels=[10])
+
+
+def test_manifold_grid_is_n28_square_and_tiles_decode_inverse_cdf_points():
+    model = tiny_model("vae", input_dim=28 * 28)
+    n = 4
+    grid = analysis.manifold_grid(model, n, (28, 28))
+    assert grid.shape == (n * 28, n * 28)
+    q = ndtri(np.linspace(0.05, 0.95, n))  # the inverse Gaussian CDF, computed by scipy
+    for r, c in [(0, 0), (0, 3), (2, 1), (3, 3)]:
+        z = torch.tensor([[q[c], q[n - 1 - r]]], dtype=torch.float32)  # z2 largest at the top row
+        tile = model.decode(z).detach().numpy().reshape(28, 28)
+        np.testing.assert_allclose(grid[r * 28:(r + 1) * 28, c * 28:(c + 1) * 28], tile, atol=1e-5)
+
+
+def test_latest_elbo_split_matches_the_models_own_elbo_and_weights_the_kl_by_beta():
+    beta = 3.0
+    model = tiny_model("vae", beta=beta, n_samples=2)
+    x = torch.rand(16, D, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(11)
+    with torch.no_grad():
+        terms = {k: float(v) for k, v in model.loss(x).items()}
+    torch.manual_seed(11)  # the same reparameterised draws
+    with torch.no_grad():
+        elbo = float(model.elbo_per_example(x, n_samples=2).mean())
+    old_test = {"kind": "test", "step": 1, "epoch": 1.0, "reconstruction": 99.0, "kl": 9.0, "total": 126.0}
+    history = [old_test, {"kind": "train", "step": 2, "epoch": 1.5, **terms},
+               {"kind": "test", "step": 2, "epoch": 2.0, **terms}, {"kind": "train", "step": 3, "epoch": 2.0}]
+    split = analysis.latest_elbo_split(history, beta)
+    assert set(split) == {"train", "test"}
+    test = split["test"]
+    assert test["elbo"] == pytest.approx(elbo, rel=1e-5)
+    assert test["weighted_kl"] == pytest.approx(beta * terms["kl"])
+    assert test["total"] == pytest.approx(test["reconstruction"] + test["weighted_kl"], rel=1e-5)
+    assert split["train"]["reconstruction"] == pytest.approx(terms["reconstruction"])  # newest row with the terms
+    assert analysis.latest_elbo_split(history[:1], 1.0)["test"]["elbo"] == -(99.0 + 9.0)
+    assert analysis.latest_elbo_split([], 1.0) == {}
+    with pytest.raises(ValueError, match="beta"):
+        analysis.latest_elbo_split(history, -1.0)
+
+
+def test_selected_indices_reads_the_customdata_of_a_streamlit_selection_event():
+    serde = PlotlyChartSelectionSerde()
+    event = serde.deserialize(json.dumps({"selection": {
+        "points": [{"point_index": 3, "customdata": 42}, {"point_index": 0, "customdata": [7]},
+                   {"point_index": 1}], "point_indices": [3, 0, 1], "box": [], "lasso": []}}))
+    assert plots.selected_indices(event) == [42, 7]
+    assert plots.selected_indices(serde.deserialize(None)) == []
+    assert plots.selected_indices(None) == []
+    fig = plots.latent_scatter(np.zeros((5, 2)), np.array([0, 1, 0, 1, 1]))
+    assert sorted(int(i) for trace in fig.data for i in trace.customdata) == list(range(5))  # what a click returns
+
+
+# ---------------------------------------------------------------- the VAE page
+def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
+    at = _page("vae")
+    assert "cfg.vae.beta" not in {w.key for w in at.number_input}  # beta is the page's slider, not a form field
+    at.slider(key="cfg.vae.beta").set_value(2.0).run()
+    lengths = _train_to_the_end(at, "vae")
+    session = _session(at, "vae")
+    assert len(lengths) >= 4 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
+    assert session.trainer.config.beta == 2.0 and at.slider(key="cfg.vae.beta").disabled
+    for row in session.history:
+        assert row["total"] == pytest.approx(row["reconstruction"] + 2.0 * row["kl"], rel=1e-4)
+
+    assert any("−ELBO when β = 1" in c.value and "β = 2" in c.value for c in at.caption)
+    table = next(m.value for m in at.markdown if "ELBO = −(reconstruction + kl)" in m.value)
+    assert "| train |" in table and "| test |" in table
+    assert "(\\beta = 1:\\ \\texttt{total} = -\\mathrm{ELBO})" in " ".join(x.value for x in at.latex)
+    assert any("z^{(l)} = \\mu + \\sigma \\odot \\varepsilon" in x.value for x in at.latex)
+
+    chart = _chart(at, "Posterior means of 1,000 test images")
+    assert len(_spec(chart)["data"]) == 10  # one trace per digit
+    assert sorted(_customdata(chart)) == list(range(1000))  # every test image, each with its row index
+    captions = _image_captions(at)
+    for start in ("Top to bottom: test images, reconstructions", "Picked: test image #0", "Manifold: each tile",
+                  "Decoded z = τ · ε", "Left: test image A", "Left: test image #0", "Row k sweeps z_k"):
+        assert any(c.startswith(start) for c in captions), start
+    assert analysis.manifold_grid(session.model, 6, session.data.image_shape).shape == (6 * 28, 6 * 28)
+
+    traversal = [s for s in at.slider if s.key and s.key.startswith("vae.trav.")]
+    assert len(traversal) == 2  # one slider per latent dimension
+    traversal[0].set_value(2.5).run()
+    _no_exception(at)
+    assert any("the sliders' z = (2.50, " in c for c in _image_captions(at))
+    at.slider(key="vae.temperature").set_value(0.5).run()
+    at.button(key="vae.regenerate").click().run()
+    assert any("τ = 0.5 (draw #1" in c for c in _image_captions(at))
+
+    _click_point(at, _chart(at, "Posterior means"), 37)  # a click on the map picks test image #37
+    _no_exception(at)
+    label = int(session.data.test.labels[37])
+    assert any(c.startswith(f"Picked: test image #37 (a {label})") for c in _image_captions(at))
+
+    at.button(key="panel.vae.save").click().run()  # beta travels with the checkpoint back into the slider
+    at.button(key="panel.vae.reset").click().run()
+    at.slider(key="cfg.vae.beta").set_value(0.5).run()
+    assert not at.slider(key="cfg.vae.beta").disabled
+    at.button(key="panel.vae.load").click().run()
+    _no_exception(at)
+    assert session.config.beta == 2.0 and at.slider(key="cfg.vae.beta").value == 2.0
+
+
+def test_vae_page_draws_a_tsne_map_and_one_traversal_slider_per_dimension_for_a_wider_latent():
+    at = _page("vae", latent_dim=3, chunk_steps=None)
+    at.run()
+    _train_to_the_end(at, "vae")
+    session = _session(at, "vae")
+    assert not [c for c in at.get("plotly_chart") if "Posterior means" in c.proto.spec]  # no 2-D map for d = 3
+    assert len([s for s in at.slider if s.key and s.key.startswith("vae.trav.")]) == 3
+    at.select_slider(key="vae.tsne_n").set_value(500).run()
+    at.button(key="vae.tsne_draw").click().run()
+    _no_exception(at)
+    chart = _chart(at, f"t-SNE of 500 test codes (step {session.step})")
+    assert sorted(_customdata(chart)) == list(range(500))
+    _click_point(at, chart, 4)  # point 4 of 500 evenly spaced test images is test image #8
+    assert any(c.startswith("Picked: test image #8 ") for c in _image_captions(at))
+
+
+# ---------------------------------------------------------------- the conditional VAE page
+def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_samples():
+    at = _page("cvae")
+    at.run()
+    lengths = _train_to_the_end(at, "cvae")
+    session = _session(at, "cvae")
+    assert len(lengths) >= 4 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
+    assert any("\\mathbb{E}_{q(z\\mid x, y)}" in x.value for x in at.latex)
+    assert any("−ELBO when β = 1" in c.value for c in at.caption)
+
+    chart = _chart(at, "Posterior means given the true labels")
+    assert sorted(_customdata(chart)) == list(range(1000))
+    captions = _image_captions(at)
+    for start in ("Picked: test image #0", "The same μ decoded with each label", "Digit x style",
+                  "32 samples of the digit 0", "The style manifold of the digit 0"):
+        assert any(c.startswith(start) for c in captions), start
+
+    at.segmented_control(key="cvae.digit").set_value(7).run()
+    at.slider(key="cvae.n_styles").set_value(5).run()
+    _no_exception(at)
+    captions = _image_captions(at)
+    assert any(c.startswith("32 samples of the digit 7") for c in captions)
+    assert any(c.startswith("The style manifold of the digit 7") for c in captions)
+    grid = analysis.digit_style_grid(session.model, 5)
+    assert grid.shape == (10 * 5, 28 * 28)
+    assert not np.allclose(grid[:5], grid[5:10])  # the trained decoder listens to the label
+
+    _click_point(at, _chart(at, "given the true labels"), 12)
+    label = int(session.data.test.labels[12])
+    assert any(c.startswith(f"Picked: test image #12 (a {label}) · its decoding from μ given y = {label}")
+               for c in _image_captions(at))
