@@ -69,6 +69,24 @@ def _reconstruct_fixed(session: TrainingSession) -> torch.Tensor:
 
 
 # -- frame ---------------------------------------------------------------------------------------------------
+def test_sidebar_choice_survives_lost_widget_state():
+    """Streamlit drops a widget's state when a run is interrupted before the widget is drawn (a page link clicked
+    during the first run). The choice is kept under a plain session key too, and a widget drawn without its own
+    state must take it from there rather than falling back to the first option."""
+    at = _app().run()
+    at.selectbox(key="vaelab.dataset").set_value("digits").run()
+    assert at.session_state["vaelab.choice.dataset"] == "digits"
+
+    fresh = _app()  # a run with no widget state, as after the interruption
+    fresh.session_state["vaelab.choice.dataset"] = "digits"
+    fresh.session_state["vaelab.choice.seed"] = 5
+    fresh.run()
+    _no_exception(fresh)
+    assert fresh.selectbox(key="vaelab.dataset").value == "digits"
+    assert fresh.number_input(key="vaelab.seed").value == 5
+    assert any("Train: digits" in c.value for c in fresh.sidebar.caption)
+
+
 def test_app_opens_on_home_with_sidebar_and_links():
     at = _app().run()
     _no_exception(at)

@@ -79,15 +79,28 @@ def cached_data(train: str, test: str | None = None) -> LoadedData:
     return load_with_fallback(train, test)
 
 
+def _remembered(name: str, default):
+    """A sidebar choice kept under a plain (non-widget) session key.
+
+    Streamlit drops a widget's state when a run is interrupted before the widget is drawn (a click on a page link
+    during the first run), which reset the dataset to the first option; a plain key survives that."""
+    return st.session_state.setdefault(f"vaelab.choice.{name}", default)
+
+
+def _remember(name: str, value):
+    st.session_state[f"vaelab.choice.{name}"] = value
+    return value
+
+
 def _dataset_select() -> str:
     default = default_dataset()
     options = list(DATASETS) if default in DATASETS else [default, *DATASETS]
-    if "vaelab.dataset" not in st.session_state:
-        st.session_state["vaelab.dataset"] = default
-    return st.selectbox("Dataset", options, key="vaelab.dataset",
-                        format_func=lambda s: DATASET_LABELS.get(s, s),
-                        help="Training images. Downloads go to $VAELAB_DATA_DIR (default ./data); "
-                             "without network the embedded MNIST 5k is used.")
+    chosen = _remembered("dataset", default)
+    value = st.selectbox("Dataset", options, index=options.index(chosen) if chosen in options else 0,
+                         key="vaelab.dataset", format_func=lambda s: DATASET_LABELS.get(s, s),
+                         help="Training images. Downloads go to $VAELAB_DATA_DIR (default ./data); "
+                              "without network the embedded MNIST 5k is used.")
+    return _remember("dataset", value)
 
 
 def _load_chosen(train: str, test: str | None) -> LoadedData:
@@ -110,10 +123,13 @@ def render_sidebar() -> Settings:
                                   help="A different test set, e.g. `idx:../shared/datasets/mnist-test` "
                                        "(a folder of MNIST IDX files). Empty: the dataset's own test split.")
         devices = available_devices()
-        device = st.selectbox("Device", devices, key="vaelab.device",
-                              help="Where models train. cuda / mps appear when present.")
-        seed = st.number_input("Seed", min_value=0, max_value=MAX_SEED, value=0, step=1, key="vaelab.seed",
-                               help="Seeds weight initialisation, batch order and the model's noise.")
+        chosen_device = _remembered("device", devices[0])
+        device = _remember("device", st.selectbox(
+            "Device", devices, index=devices.index(chosen_device) if chosen_device in devices else 0,
+            key="vaelab.device", help="Where models train. cuda / mps appear when present."))
+        seed = _remember("seed", st.number_input(
+            "Seed", min_value=0, max_value=MAX_SEED, value=int(_remembered("seed", 0)), step=1, key="vaelab.seed",
+            help="Seeds weight initialisation, batch order and the model's noise."))
         loaded = _load_chosen(dataset, test_text.strip() or None)
         if loaded.notice:
             st.warning(loaded.notice, icon=":material/cloud_off:")
