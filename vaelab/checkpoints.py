@@ -13,6 +13,7 @@ import platform
 import re
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ import vaelab
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.training import Trainer
-from vaelab.variants import build_model, get_variant
+from vaelab.variants import VARIANTS, build_model, get_variant
 from vaelab.variants.base import Variant
 
 FORMAT_VERSION = 1
@@ -35,6 +36,8 @@ PROTECTED_KEYS = frozenset({"format_version", "variant", "config", "input_dim", 
                             "model_state", "trainer_state", "history"})
 TENSOR_KEYS = ("model_state", "trainer_state", "history")  # kept out of Checkpoint.meta
 _NAME_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
+MAX_UNPACKED_FACTOR = 4  # an upload's zip entries may unpack to at most this many times the upload limit
 
 
 class CheckpointError(Exception):
@@ -110,9 +113,8 @@ def save_trainer(trainer: Trainer, name: str, directory: str | Path | None = Non
     """Write the trainer (weights, state to resume, history, metadata) to ``<dir>/<variant>/<name>.pt``."""
     path = checkpoint_path(trainer.variant, name, directory)
     if path.exists() and not overwrite:
-        raise CheckpointError(f"a checkpoint named {path.stem!r} already exists for {trainer.variant} ({path}); "
-                              "choose another name or overwrite it")
-    _atomic_save(_payload(trainer, path.stem), path)
+        raise CheckpointError(_exists_message(path))
+    _atomic_save(_payload(trainer, path.stem), path, overwrite=overwrite)
     return path
 
 
@@ -124,13 +126,22 @@ def save_trainer_to(trainer: Trainer, path: str | Path, overwrite: bool = False)
     sanitize_name(path.stem)
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path} already exists; choose another path or overwrite it")
-    _atomic_save(_payload(trainer, path.stem), path)
+    _atomic_save(_payload(trainer, path.stem), path, overwrite=overwrite)
     return path
+
+
+def _exists_message(path: Path) -> str:
+    return (f"a checkpoint named {path.stem!r} already exists for {path.parent.name} ({path}); "
+            "choose another name or overwrite it")
 
 
 def _payload(trainer: Trainer, name: str) -> dict[str, Any]:
     state = trainer.state_dict()
     model_state = state.pop("model")
+    broken = next((k for k, v in model_state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise CheckpointError(f"refusing to save {name!r}: the weight {broken} holds inf or nan (a diverged run); "
+                              "nothing was written")
     history = state.pop("history")
     for duplicated in ("variant", "config"):
         state.pop(duplicated)
@@ -182,8 +193,8 @@ def delete_checkpoint(path: str | Path) -> None:
     path.unlink()
 
 
-def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: readers see the old file or the new one."""
+def _atomic_save(payload: dict[str, Any], path: Path, overwrite: bool = True) -> None:
+    """torch.save to a temp file in the same folder, then publish it: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -192,10 +203,28 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         _check_safe_loadable(Path(tmp_name))
-        os.replace(tmp_name, path)
+        _publish(Path(tmp_name), path, overwrite)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move a finished temp file to ``path`` in one step. Without ``overwrite`` a hard link claims the name, which
+    fails if another session took it meanwhile (two saves of one new name: one wins, the other is told)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise CheckpointError(_exists_message(path)) from None
+    except OSError:  # a file system without hard links: check, then replace
+        if path.exists():
+            raise CheckpointError(_exists_message(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def _check_safe_loadable(path: Path) -> None:
@@ -249,6 +278,18 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
     return payload
 
 
+def read_metadata(path: str | Path, with_history: bool = False) -> dict[str, Any]:
+    """A checkpoint's metadata (config, dataset, metrics, cached evaluations ...; its history too when asked)
+    without building its model; CheckpointError when the file is unreadable."""
+    path = Path(path)
+    try:
+        payload = _read_payload(path, mmap=True)
+    except CheckpointError:
+        payload = _read_payload(path)  # mmap needs the zip format
+    keep = {"history"} if with_history else set()
+    return {k: v for k, v in payload.items() if k not in TENSOR_KEYS or k in keep}
+
+
 def _checked_variant(path: Path, payload: dict[str, Any], expected_variant: str | None) -> str:
     variant = payload["variant"]
     try:
@@ -260,18 +301,48 @@ def _checked_variant(path: Path, payload: dict[str, Any], expected_variant: str 
     return variant
 
 
+def _checked_config(path: Path, payload: dict[str, Any], variant: str) -> BaseConfig:
+    try:
+        return get_variant(variant).config_cls.from_dict(payload["config"])
+    except (ConfigError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its config is rejected: {e}") from None
+
+
+def _check_weight_shapes(path: Path, payload: dict[str, Any], variant: str, config: BaseConfig) -> None:
+    """The stored weights have the names and shapes the config's model needs (checked on the meta device: no
+    memory, no copy of the weights)."""
+    state = payload["model_state"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the weights do not match the config (model_state is a "
+                              f"{type(state).__name__}, not a dict)")
+    try:
+        with torch.device("meta"):
+            model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its config is rejected: {e}") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    mismatched = [k for k in expected if k in stored and stored[k] != expected[k]]
+    if mismatched:
+        k = mismatched[0]
+        detail = f"size mismatch for {k}: stored {list(stored[k] or [])}, the config needs {list(expected[k])}"
+    elif missing or unexpected:
+        detail = f"missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'}"
+    else:
+        return
+    raise CheckpointError(f"{path}: the weights do not match the config ({detail[:300]})")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", expected_variant: str | None = None) -> Checkpoint:
     """Read and check a checkpoint; the model comes back in eval mode."""
     path = Path(path)
     payload = _read_payload(path, map_location)
     variant = _checked_variant(path, payload, expected_variant)
-    try:
-        config = get_variant(variant).config_cls.from_dict(payload["config"])
-    except (ConfigError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: its config is rejected: {e}") from None
+    config = _checked_config(path, payload, variant)
     try:
         model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:  # e.g. a negative input_dim
         raise CheckpointError(f"{path}: its config is rejected: {e}") from None
     try:
         model.load_state_dict(payload["model_state"])
@@ -320,10 +391,12 @@ def _info(path: Path) -> CheckpointInfo:
             payload = _read_payload(path, mmap=True)
         except CheckpointError:
             payload = _read_payload(path)  # mmap needs the zip format; try the plain way before giving up
-        variant = _checked_variant(path, payload, None)
+        folder = path.parent.name
+        variant = _checked_variant(path, payload, folder if folder in VARIANTS else None)
+        _check_weight_shapes(path, payload, variant, _checked_config(path, payload, variant))
         tests = payload.get("metrics") or {}
         loss = tests.get("total")
-        return CheckpointInfo(path=path, name=str(payload.get("name", path.stem)), variant=variant,
+        return CheckpointInfo(path=path, name=path.stem, variant=variant,  # the file name (a copy may be renamed)
                               dataset=payload.get("dataset"), epochs=payload.get("epochs"),
                               test_loss=None if loss is None else float(loss), created=payload.get("created"))
     except Exception as e:  # listing never fails because of one file
@@ -331,3 +404,65 @@ def _info(path: Path) -> CheckpointInfo:
         warnings.warn(f"skipping a broken checkpoint: {message}", stacklevel=3)
         return CheckpointInfo(path=path, name=path.stem, variant=path.parent.name, dataset=None, epochs=None,
                               test_loss=None, created=None, error=message)
+
+
+# -- upload and download --------------------------------------------------------------------------------------
+def import_checkpoint(data: bytes, filename: str, variant: str, directory: str | Path | None = None,
+                      overwrite: bool = False, max_mb: float = MAX_UPLOAD_MB) -> Path:
+    """Store uploaded bytes as ``<dir>/<variant>/<name>.pt`` after checking them like any checkpoint.
+
+    The name comes from ``filename`` (sanitised: no separators or '..'). The bytes go to a temp file next to the
+    target, are read back only with the weights-only loader (``load_checkpoint(expected_variant=variant)``, so a
+    pickle that would run code is refused without running), then published atomically. Raises CheckpointError
+    saying why; nothing is left behind then."""
+    if not isinstance(data, bytes | bytearray):
+        raise CheckpointError(f"upload {filename!r}: expected bytes (got {type(data).__name__})")
+    limit = int(max_mb * 1024 * 1024)
+    if len(data) > limit:
+        raise CheckpointError(f"upload {filename!r} is {len(data) / 2**20:.1f} MB; at most {max_mb:g} MB allowed")
+    if not data:
+        raise CheckpointError(f"upload {filename!r} is empty")
+    path = checkpoint_path(variant, filename, directory)
+    if path.exists() and not overwrite:
+        raise CheckpointError(_exists_message(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".upload")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            _check_unpacked_size(tmp, limit * MAX_UNPACKED_FACTOR)
+            load_checkpoint(tmp, expected_variant=variant)
+        except CheckpointError as e:
+            raise CheckpointError(str(e).replace(str(tmp), f"upload {filename!r}")) from None
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_unpacked_size(path: Path, limit: int) -> None:
+    """Refuse a zip (torch's format) whose entries would unpack to more than ``limit`` bytes (a zip bomb)."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format is one pickle stream: its size is the file's size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({e})") from None
+    if total > limit:
+        raise CheckpointError(f"{path} would unpack to {total / 2**20:.0f} MB; at most {limit / 2**20:.0f} MB "
+                              "allowed")
+
+
+def checkpoint_bytes(path: str | Path, directory: str | Path | None = None) -> bytes:
+    """The bytes of a listed checkpoint (for a download); only ``*.pt`` files inside the checkpoint folder."""
+    root = Path(directory or checkpoint_dir()).resolve()
+    target = Path(path).resolve()
+    if target.suffix != ".pt" or root not in target.parents or not target.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint file in {root}")
+    return target.read_bytes()

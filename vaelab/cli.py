@@ -116,7 +116,91 @@ def cmd_eval(args) -> int:
           f"test on {data.spec['test']} ({len(data.test.images)} images)")
     for key, value in terms.items():
         print(f"  {key:<16} {value:.4f}")
+    from vaelab.evaluate import METRIC_TITLES, describe
+
+    try:
+        results = _evaluate_with_bar(args.checkpoint, data, args.k, args.n, quiet=args.quiet, desc="metrics")
+    except ConfigError:
+        raise  # a bad --k / --n: exit status 2 in main
+    except ValueError as error:  # e.g. a diverged model's non-finite codes
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("metrics:")
+    for metric, result in results.items():
+        print(f"  {METRIC_TITLES[metric]:<16} {describe(metric, result)}")
     return 0
+
+
+def _evaluate_with_bar(path, data, k: int | None, n: int | None, quiet: bool, desc: str) -> dict:
+    """evaluate_checkpoint with a tqdm bar on stderr (results cached in the checkpoint's metadata); k and n
+    default to evaluate.DEFAULT_K / DEFAULT_N."""
+    from tqdm import tqdm
+
+    from vaelab.evaluate import DEFAULT_K, DEFAULT_N, evaluate_checkpoint
+
+    k = DEFAULT_K if k is None else k
+    n = DEFAULT_N if n is None else n
+
+    with tqdm(total=1000, desc=desc, unit="‰", dynamic_ncols=True, disable=quiet, leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+        def on_progress(done: int, total: int) -> None:
+            bar.update(round(1000 * done / total) - bar.n)
+        return evaluate_checkpoint(path, data, k=k, n=n, on_progress=on_progress)
+
+
+# The classroom set: one checkpoint per variant with the preset its lesson uses, named CLASSROOM_NAME.
+CLASSROOM_NAME = "classroom"
+CLASSROOM_PRESETS = {"ae": "default", "denoising": "default", "sparse": "default", "ksparse": "default",
+                     "contractive": "default", "vae": "lecture", "cvae": "lecture", "binary-vae": "default",
+                     "ae-gmm": "default"}
+
+
+def cmd_pretrain(args) -> int:
+    """Train every variant with its lesson preset and save it as checkpoints/<variant>/classroom.pt."""
+    from tqdm import tqdm
+
+    from vaelab import checkpoints
+    from vaelab.data import load_data
+    from vaelab.evaluate import DEFAULT_K, DEFAULT_N, check_settings
+    from vaelab.training import Trainer
+
+    check_settings(DEFAULT_K if args.k is None else args.k, DEFAULT_N if args.n is None else args.n)
+    keys = args.only or list(CLASSROOM_PRESETS)
+    for key in keys:
+        if key not in CLASSROOM_PRESETS:
+            raise ConfigError("--only", f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
+    data = load_data(args.dataset, args.test_dataset)
+    print(f"preparing the classroom set on {data.spec['train']} (test: {data.spec['test']}) into "
+          f"{args.dir or checkpoints.checkpoint_dir()}", file=sys.stderr)
+    failures = 0
+    width = max(len(k) for k in keys)
+    for key in keys:
+        config = build_config(key, CLASSROOM_PRESETS[key], [], args.epochs)
+        trainer = Trainer(key, config, data, seed=args.seed, device=args.device)
+        with tqdm(total=trainer.total_steps, desc=f"{key:<{width}}", unit="step", dynamic_ncols=True,
+                  disable=args.quiet) as bar:
+            while not trainer.done and trainer.error is None:
+                before = trainer.step
+                trainer.advance(max_steps=trainer.log_every)
+                bar.update(trainer.step - before)
+        if trainer.error:
+            print(f"{key}: error: {trainer.error}", file=sys.stderr)
+            failures += 1
+            continue
+        path = checkpoints.save_trainer(trainer, CLASSROOM_NAME, directory=args.dir, overwrite=True)
+        line = f"saved {path}  ({CLASSROOM_PRESETS[key]} preset, {trainer.epoch} epochs)"
+        if args.metrics:
+            try:
+                results = _evaluate_with_bar(path, data, args.k, args.n, quiet=args.quiet, desc=f"{key} metrics")
+            except ValueError as error:  # e.g. non-finite codes; the checkpoint itself is saved
+                print(f"{line}  metrics failed: {error}", file=sys.stderr)
+                failures += 1
+                continue
+            if "log_likelihood" in results:
+                line += f"  log p(x) {results['log_likelihood']['mean']:.2f}"
+            line += f"  logistic probe {results['probe']['logistic']:.3f}"
+        print(line)
+    return 1 if failures else 0
 
 
 def cmd_list(args) -> int:
@@ -159,11 +243,29 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="test terms of a saved checkpoint")
+    e = sub.add_parser("eval", help="test terms and metrics (log p(x), probes, ...) of a saved checkpoint")
     e.add_argument("checkpoint", help="path to a .pt checkpoint")
     e.add_argument("--dataset", help="evaluate on this source's test split instead of the stored one")
     e.add_argument("--test-dataset", help="explicit test source")
+    e.add_argument("--k", type=int, help="importance samples per image for log p(x) (default 100)")
+    e.add_argument("--n", type=int, help="test images for the metrics (default 1000)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
+
+    pt = sub.add_parser("pretrain", help="train the classroom set: every variant with its lesson preset")
+    pt.add_argument("--dataset", default="mnist", help="training source (default mnist; offline: mnist-5k)")
+    pt.add_argument("--test-dataset", help="test split source if different")
+    pt.add_argument("--epochs", type=int, help="epochs for every model (default: each preset's)")
+    pt.add_argument("--only", action="append", metavar="VARIANT", help="train only this variant (repeatable)")
+    pt.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--device", default="cpu")
+    pt.add_argument("--no-metrics", dest="metrics", action="store_false",
+                    help="skip computing the metrics (stored in each checkpoint for the Compare page)")
+    pt.add_argument("--k", type=int, help="importance samples for log p(x) (default 100)")
+    pt.add_argument("--n", type=int, help="test images for the metrics (default 1000)")
+    pt.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    pt.set_defaults(func=cmd_pretrain)
 
     ls = sub.add_parser("list", help="saved checkpoints")
     ls.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")

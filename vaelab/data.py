@@ -159,7 +159,8 @@ def _load_torchvision_split(source: str, split: str, root: str, download: bool):
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # process-wide while loading: an offline download fails fast
     try:
         dataset = cls(root, train=split == "train", download=download)
-    except (RuntimeError, OSError) as e:
+    except Exception as e:  # torchvision's download/parse: network errors, truncated gzip (EOFError), IncompleteRead
+
         if not download:
             raise DataError(
                 f"data source {source!r} is not in {root} and download=False; "

@@ -306,5 +306,5 @@ def compare_loss_curves(histories: Mapping[str, Sequence[Mapping]], term: str = 
             fig.add_trace(go.Scatter(x=x, y=y, name=f"{name} · {kind}", legendgroup=name, **style,
                                      hovertemplate=f"{name} {kind}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
     fig.update_layout(title=title or f"{term} per image", xaxis_title="epoch", yaxis_title=f"{term} per image",
-                      margin=MARGIN, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+                      margin={**MARGIN, "b": 40}, legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return fig

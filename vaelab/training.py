@@ -4,13 +4,16 @@ Model-agnostic (any registered variant): each step calls ``model.training_object
 objective and reports every term. Data live in memory as tensors; an epoch is a fresh permutation from the
 trainer's own generator, sliced into batches. Model-internal randomness (reparameterisation, noise) draws from a
 global RNG state that the trainer keeps to itself, so training is reproducible under a seed, resumable bit for
-bit (see ``state_dict``) and neither disturbs nor is disturbed by other code running between chunks.
+bit (see ``state_dict``) and neither disturbs nor is disturbed by other code running between chunks. Trainers in
+other threads (two app sessions) take turns with that global state (``GLOBAL_RNG_LOCK``), one chunk at a time.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +28,9 @@ from vaelab.variants import build_model
 STATE_VERSION = 1
 EVAL_BATCH_SIZE = 1000
 TEST_DRAW_SEED_OFFSET = 7919  # the fixed dynamic-binarisation draw of the test set uses seed + this
+# torch's global RNG is one per process: a trainer holds this lock while the global state is its own stream, so
+# trainers in two threads (two app sessions) never draw from each other's stream.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 
 class Trainer:
@@ -52,7 +58,7 @@ class Trainer:
 
         # Build the model under the seed without touching the caller's global RNG; the state the global RNG is
         # left in becomes the trainer's own stream for model-internal randomness.
-        with torch.random.fork_rng(devices=self._rng_devices()):
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
             self.model = build_model(variant, config, data.input_dim, data.n_classes).to(self.device)
             self._rng_state = torch.get_rng_state()
@@ -132,6 +138,8 @@ class Trainer:
                     break
                 if max_steps is not None and steps >= max_steps:
                     break
+            if self.error is None and not self._weights_finite():  # a finite loss, then a step to inf / nan
+                self._fail(f"after step {self.step}: a weight became inf or nan")
             if self.error is None and self._pending.steps:
                 self._flush_train_row()
         return self.history[first_row:]
@@ -208,6 +216,9 @@ class Trainer:
         if bad is not None:
             self._fail(f"at the end of epoch {self.epoch}: the test {bad[0]} term became {bad[1]}")
             return False
+        if not self._weights_finite():  # never keep a snapshot that holds inf / nan
+            self._fail(f"at the end of epoch {self.epoch}: a weight became inf or nan")
+            return False
         self.history.append({"kind": "test", "step": self.step, "epoch": float(self.epoch),
                              "time": self.elapsed, **terms})
         self._take_snapshot()
@@ -223,6 +234,10 @@ class Trainer:
     # -- divergence: snapshot and restore --------------------------------------------------------------
     def _take_snapshot(self) -> None:
         self._snapshot = self.state_dict(include_history=False) | {"history_len": len(self.history)}
+
+    def _weights_finite(self) -> bool:
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
     def _fail(self, what: str) -> None:
         snap = self._snapshot
@@ -244,7 +259,7 @@ class Trainer:
     @contextmanager
     def _own_rng(self) -> Iterator[None]:
         """Run with the trainer's own global RNG state; the caller's state is untouched afterwards."""
-        with torch.random.fork_rng(devices=self._rng_devices()):
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):
             self._rng_live = True
             self._put_rng_state()
             try:
@@ -280,7 +295,7 @@ class Trainer:
             if max_examples < len(x):
                 idx = torch.arange(max_examples, device=x.device) * len(x) // max_examples  # (n,) evenly spaced
                 x, y = x[idx], y[idx]
-        with torch.random.fork_rng(devices=self._rng_devices()):
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(self.seed)
             terms = self._evaluate_tensors(x, y)
         self.model.train()

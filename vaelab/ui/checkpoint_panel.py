@@ -1,27 +1,36 @@
-"""Save the current run under a name (asking before overwriting) and load one of the variant's checkpoints.
+"""Save the current run under a name (asking before overwriting), load, download and upload the variant's checkpoints.
 
 A loaded checkpoint becomes a paused run that Resume continues (``restore_trainer``), or, when its training data
 cannot be restored here, a view-only model with its stored curves. Loading also fills the config form with the
 checkpoint's values, so Stop / Reset then Start trains the same configuration again.
+
+Uploads are size-limited (``MAX_UPLOAD_MB``, also the server's ``maxUploadSize``), read only with the weights-only
+loader and checked as a checkpoint of this page's variant before they are stored (``import_checkpoint``). A run
+stopped by a non-finite loss has its weights back at the last finite state: Save stores that state.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
 from vaelab.checkpoints import (
+    MAX_UPLOAD_MB,
     Checkpoint,
     CheckpointError,
     CheckpointInfo,
+    checkpoint_bytes,
     checkpoint_path,
+    import_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_trainer,
     sanitize_name,
     save_trainer,
 )
+from vaelab.config import ConfigError
 from vaelab.data import DataBundle, DataError
 from vaelab.ui import session as state
 from vaelab.ui.config_form import set_form_values
@@ -81,6 +90,9 @@ def _save_section(session: TrainingSession, key_prefix: str) -> None:
     typed = st.text_input("Name", key=f"{key_prefix}.save_name", placeholder=suggested_name(session),
                           help="Letters, digits, '-', '_', '.'; empty: the suggested name.")
     name = typed.strip() or suggested_name(session)
+    if trainer is not None and trainer.error is not None:
+        st.caption(f":material/warning: Training stopped on a non-finite value; its weights are back at the last "
+                   f"finite state (step {trainer.step:,}). Save stores that state (never inf / nan weights).")
     if st.button("Save", key=f"{key_prefix}.save", icon=":material/save:", disabled=trainer is None):
         st.session_state[pending_key] = None
         try:
@@ -180,7 +192,12 @@ def _load_section(session: TrainingSession, key_prefix: str, form_prefix: str) -
     infos = list_checkpoints(variant=session.variant)
     if not infos:
         st.caption(f"No saved {session.variant} checkpoints yet.")
-        return
+    else:
+        _choose_and_load(session, infos, key_prefix, form_prefix)
+    _upload_section(session.variant, key_prefix)
+
+
+def _choose_and_load(session: TrainingSession, infos: list[CheckpointInfo], key_prefix: str, form_prefix: str) -> None:
     labels = {str(i.path): checkpoint_label(i) for i in infos}
     broken = {str(i.path) for i in infos if i.error}
     choice_key = f"{key_prefix}.load_choice"
@@ -188,8 +205,49 @@ def _load_section(session: TrainingSession, key_prefix: str, form_prefix: str) -
         st.session_state[choice_key] = next((p for p in labels if p not in broken), next(iter(labels)))
     choice = st.selectbox("Checkpoint", list(labels), key=choice_key, format_func=labels.__getitem__,
                           help="Name · dataset · epochs · test loss · date saved (UTC).")
-    st.button("Load", key=f"{key_prefix}.load", icon=":material/upload_file:",
-              disabled=session.running or choice in broken, on_click=_on_load,
-              args=(session.variant, key_prefix, form_prefix),
-              help="Pause the run first." if session.running else "Replaces the current run.")
+    load_col, download_col = st.columns(2)
+    load_col.button("Load", key=f"{key_prefix}.load", icon=":material/upload_file:",
+                    disabled=session.running or choice in broken, on_click=_on_load,
+                    args=(session.variant, key_prefix, form_prefix),
+                    help="Pause the run first." if session.running else "Replaces the current run.")
+    download_col.download_button("Download", data=partial(checkpoint_bytes, choice), file_name=Path(choice).name,
+                                 mime="application/octet-stream", key=f"{key_prefix}.download",
+                                 icon=":material/download:", disabled=choice in broken, on_click="ignore",
+                                 help="The selected checkpoint as a .pt file (upload it on another machine).")
     _show_feedback(key_prefix, "load")
+
+
+# -- upload --------------------------------------------------------------------------------------------------
+def store_upload(variant: str, filename: str, data: bytes, overwrite: bool = False) -> tuple[Path | None, str]:
+    """Check and store uploaded bytes as one of ``variant``'s checkpoints: (path, message) or (None, why not)."""
+    try:
+        path = import_checkpoint(data, filename, variant, overwrite=overwrite)
+    except (CheckpointError, ConfigError, OSError) as error:
+        return None, f"Not uploaded: {error}"
+    except Exception as error:  # an odd file must never show a traceback
+        return None, f"Not uploaded: {filename!r} is not a usable checkpoint ({type(error).__name__}: {error})"
+    return path, f"Uploaded `{path.stem}`; it is selected above: press **Load** to use it."
+
+
+def _on_upload(variant: str, key_prefix: str) -> None:
+    uploaded = st.session_state.get(f"{key_prefix}.upload")
+    if uploaded is None:
+        return
+    if uploaded.size > MAX_UPLOAD_MB * 1024 * 1024:  # the server limits uploads too; never read a larger one
+        _set_feedback(key_prefix, "upload", "error",
+                      f"Not uploaded: {uploaded.name!r} is {uploaded.size / 2**20:.1f} MB; at most {MAX_UPLOAD_MB} MB")
+        return
+    overwrite = bool(st.session_state.get(f"{key_prefix}.upload_overwrite"))
+    path, message = store_upload(variant, uploaded.name, uploaded.getvalue(), overwrite=overwrite)
+    _set_feedback(key_prefix, "upload", "success" if path else "error", message)
+    if path is not None:
+        st.session_state[f"{key_prefix}.load_choice"] = str(path)
+
+
+def _upload_section(variant: str, key_prefix: str) -> None:
+    st.file_uploader(f"Upload a {variant} checkpoint (.pt)", type=["pt"], key=f"{key_prefix}.upload",
+                     max_upload_size=MAX_UPLOAD_MB, on_change=_on_upload, args=(variant, key_prefix),
+                     help=f"At most {MAX_UPLOAD_MB} MB. Read with a weights-only loader (it cannot run code) and "
+                          f"checked before it is stored under its file name.")
+    st.checkbox("Replace a saved checkpoint of the same name", key=f"{key_prefix}.upload_overwrite")
+    _show_feedback(key_prefix, "upload")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from vaelab.config import BaseConfig
 from vaelab.ui import session as state
+from vaelab.ui.config_form import set_form_values
 from vaelab.ui.session import TrainingSession
 from vaelab.ui.sidebar import Settings
 
@@ -41,6 +42,35 @@ def render_controls(session: TrainingSession, config: BaseConfig | None, setting
         state.start(session, config, settings.data, settings.seed, settings.device)
         st.rerun()  # redraw the form read-only and register the live view with its timer
     _messages(session, settings)
+    _recovery(session, key_prefix)
+
+
+def _recovery(session: TrainingSession, key_prefix: str) -> None:
+    """After a divergence: continue from the restored (finite) weights with a smaller learning rate."""
+    trainer = session.trainer
+    if session.status != state.ERROR or trainer is None or trainer.error is None:
+        return
+    lr_key = f"{key_prefix}.recover_lr.{session.version}"
+    if lr_key not in st.session_state:
+        st.session_state[lr_key] = min(trainer.config.lr / 10, 1e-3)
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    error_key = f"{key_prefix}.recover_error.{session.version}"
+    left.number_input("New learning rate", key=lr_key, format="%g",
+                      help="Allowed: (0, 10]. Training continues from the restored weights.")
+    right.button("Resume with this learning rate", key=f"{key_prefix}.recover", icon=":material/resume:",
+                 on_click=_on_recover, args=(session, lr_key, error_key))
+    if st.session_state.get(error_key):
+        st.error(st.session_state[error_key], icon=":material/error:")
+    st.caption("If it stops again at once, the restored weights are already too far off: **Stop / Reset** and "
+               "Start again with a smaller learning rate.")
+
+
+def _on_recover(session: TrainingSession, lr_key: str, error_key: str) -> None:
+    lr = st.session_state[lr_key]
+    error = state.resume_with_lr(session, lr)
+    st.session_state[error_key] = f"Not resumed: {error}" if error else None
+    if error is None:
+        set_form_values(session.variant, {"lr": lr})  # the read-only form shows the learning rate now in use
 
 
 def _status_line(session: TrainingSession) -> str:

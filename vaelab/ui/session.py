@@ -128,6 +128,20 @@ def resume(session: TrainingSession) -> None:
         session.message = None
 
 
+def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
+    """Continue a run that stopped on a non-finite value (weights already back at the last finite state) with a
+    new learning rate. Returns an error message (naming the field and range) or None."""
+    trainer = session.trainer
+    if session.status != ERROR or trainer is None or trainer.error is None:
+        return "only a run stopped by a non-finite loss can resume with a new learning rate"
+    try:
+        trainer.clear_error(lr=lr)
+    except ConfigError as error:
+        return str(error)
+    session.status, session.message = RUNNING, None
+    return None
+
+
 def reset(session: TrainingSession) -> None:
     """Forget the run (Stop/Reset); the page's form can start a new one."""
     _replace_model(session, None, None, IDLE)

@@ -1,0 +1,180 @@
+"""Compare page (layout only): a table of every saved model, then two to four of them side by side."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from vaelab import compare, evaluate, plots
+from vaelab.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from vaelab.config import ConfigError
+from vaelab.data import DataError
+from vaelab.ui.explain import what_you_are_seeing
+from vaelab.ui.images import show_image_rows
+from vaelab.ui.sidebar import cached_data
+
+N_IMAGES = 10
+BAR_HEIGHT = 300
+FEEDBACK_KEY = "compare.feedback"
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load(path: str, stamp: tuple[int, int]) -> Checkpoint:
+    """One load per file version (``stamp`` = mtime, size): caching metrics rewrites the file."""
+    return load_checkpoint(path)
+
+
+def load(path: str) -> Checkpoint:
+    stat = Path(path).stat()
+    return _load(path, (stat.st_mtime_ns, stat.st_size))
+
+
+def data_for(entry: compare.Entry):
+    """The checkpoint's own dataset (mnist-5k stands in for a download that cannot be made)."""
+    return cached_data(*compare.data_spec(entry.meta)).data
+
+
+def compute_metrics(entries: list[compare.Entry], k: int, n: int) -> None:
+    bar = st.progress(0.0, text="Computing metrics…")
+    done, failed = [], []
+    for i, entry in enumerate(entries):
+        def report(step: int, total: int, i=i, entry=entry) -> None:
+            bar.progress(min(1.0, (i + step / total) / len(entries)), text=f"{entry.label}: {step / total:.0%}")
+        try:
+            evaluate.evaluate_checkpoint(entry.path, data_for(entry), k=k, n=n, on_progress=report)
+        except (CheckpointError, ConfigError, DataError, ValueError, RuntimeError) as error:
+            failed.append(f"{entry.label}: {error}")
+        else:
+            done.append(entry.label)
+    st.session_state[FEEDBACK_KEY] = (done, failed)
+
+
+st.title("Compare models")
+what_you_are_seeing(
+    "Every saved checkpoint in one table (click a column to sort; download it as CSV). Pick two to four to see "
+    "them side by side: reconstructions of the same test images, samples of the generative ones, their loss "
+    "curves overlaid and bar charts of their metrics. **Compute metrics** evaluates what applies and stores "
+    "the results inside each checkpoint, so each is computed once:\n\n"
+    "- **log p(x)** (VAEs): the importance-weighted bound with $K$ samples $z_k \\sim q(z|x)$, which rises "
+    "to $\\log p(x)$ as $K$ grows ($K = 1$ is the ELBO); exact for a binary latent of at most 16 bits, by "
+    "summing over all $2^d$ codes. With a Gaussian decoder it is a density of continuous pixels: not "
+    "comparable with Bernoulli nats.\n"
+    "- **Reconstruction**: BCE summed over pixels and MSE per pixel of $\\hat x$ against $x$.\n"
+    "- **Probes**: a logistic regression and a $k$-NN classifier trained on the standardised codes of training "
+    "images, scored on test codes: how much of the digit's identity the code keeps in an easy-to-read form.\n"
+    "- **Active units** (VAEs): units $j$ with $\\mathrm{Var}_x\\,\\mathbb{E}_q[z_j] > 0.01$.",
+    [r"\log p(x) \;\ge\; \mathcal{L}_K(x) = \mathbb{E}\Big[\log \frac{1}{K}\sum_{k=1}^{K}"
+     r"\frac{p(x \mid z_k)\,p(z_k)}{q(z_k \mid x)}\Big],\qquad z_k \sim q(z \mid x)",
+     r"\mathcal{L}_1(x) = \mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big)"
+     r"\;\le\; \mathcal{L}_K(x) \;\le\; \mathcal{L}_{K+1}(x)"],
+)
+
+entries = compare.checkpoint_entries()
+if not entries:
+    st.info("No saved models yet. Train one on a variant page and save it, or prepare the whole lab with "
+            "`python -m vaelab pretrain --dataset mnist-5k`.")
+    st.stop()
+
+table = compare.comparison_table(entries)
+st.subheader("Saved models")
+st.dataframe(table.drop(columns=["model", "path"]), hide_index=True, key="compare.table",
+             column_config={name: st.column_config.NumberColumn(format=fmt)
+                            for name, fmt in compare.number_formats(table).items()})
+st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="vaelab-models.csv",
+                   mime="text/csv", icon=":material/download:", key="compare.csv")
+for entry in entries:
+    if not entry.readable:
+        st.warning(f"`{entry.path}` is unreadable: {entry.error}", icon=":material/broken_image:")
+
+readable = {str(e.path): e for e in entries if e.readable}
+if not readable:
+    st.stop()
+chosen = st.multiselect("Models to compare (two to four)", list(readable), default=list(readable)[:2],
+                        format_func=lambda p: readable[p].label, max_selections=4, key="compare.selection")
+selected = [readable[p] for p in chosen]
+
+with st.expander("Compute metrics", expanded=False, icon=":material/calculate:"):
+    left, middle, right = st.columns(3)
+    k = left.number_input("Importance samples K", 1, evaluate.MAX_K, evaluate.DEFAULT_K, key="compare.k",
+                          help="Samples from q(z|x) per image for log p(x); more is tighter and slower.")
+    n = middle.number_input("Test images n", 1, evaluate.MAX_N, evaluate.DEFAULT_N, key="compare.n",
+                            help="Evenly spaced test images (all of them when the set is smaller).")
+    scope = right.radio("For", ["the selected models", "every model in the table"], key="compare.scope")
+    targets = selected if scope == "the selected models" else list(readable.values())
+    if st.button("Compute metrics", key="compare.compute", icon=":material/play_arrow:", disabled=not targets):
+        compute_metrics(targets, int(k), int(n))
+        st.rerun()
+    feedback = st.session_state.get(FEEDBACK_KEY)
+    if feedback:
+        done, failed = feedback
+        if done:
+            st.success(f"Computed and stored for: {', '.join(done)}.")
+        for line in failed:
+            st.error(line)
+
+if len(selected) < 2:
+    st.info("Pick at least two models to compare them side by side.")
+    st.stop()
+
+loaded: dict[str, Checkpoint] = {}
+for entry in selected:
+    try:
+        loaded[entry.label] = load(str(entry.path))
+    except (CheckpointError, OSError) as error:
+        st.error(f"{entry.label} cannot be loaded: {error}")
+
+# -- reconstructions and samples ---------------------------------------------------------------------------------
+first = selected[0]
+try:
+    data = data_for(first)
+except DataError as error:
+    st.error(f"The test images of {first.label} cannot be loaded: {error}")
+    data = None
+if data is not None:
+    st.subheader("Reconstructions of the same test images")
+    x, y = compare.test_images(data.test.images, data.test.labels, N_IMAGES)
+    rows, names, skipped = [x], ["test images"], []
+    for label, ckpt in loaded.items():
+        if ckpt.meta.get("input_dim") != data.input_dim:
+            skipped.append(label)
+            continue
+        rows.append(compare.reconstructions(ckpt.model, x, y))
+        names.append(label)
+    show_image_rows(rows, data.image_shape, row_names=names, caption=f"Test images from {data.test.source}.")
+    if skipped:
+        st.caption(f"Not shown (trained on images of another size): {', '.join(skipped)}.")
+
+    generative = {label: ckpt for label, ckpt in loaded.items() if ckpt.model.generative
+                  and ckpt.meta.get("input_dim") == data.input_dim}
+    if generative:
+        st.subheader("Samples")
+        rows, names = [], []
+        for label, ckpt in generative.items():
+            samples = compare.generated_samples(ckpt.model, N_IMAGES)
+            if samples is not None:
+                rows.append(samples)
+                names.append(label)
+        if rows:
+            show_image_rows(rows, data.image_shape, row_names=names,
+                            caption="Decoded draws from each model's prior (the same seed for all).")
+        else:
+            st.caption("None of the selected generative models can sample yet.")
+
+# -- curves and metrics ------------------------------------------------------------------------------------------
+st.subheader("Loss curves")
+histories = {e.label: e.meta.get("history") or [] for e in selected}
+terms = compare.common_terms(list(histories.values()))
+if terms:
+    term = st.selectbox("Term", terms, key="compare.term", help="Terms every selected model reports.")
+    st.plotly_chart(plots.compare_loss_curves(histories, term), key="compare.curves")
+else:
+    st.caption("The selected models share no loss term.")
+
+st.subheader("Metrics")
+bars = compare.metric_bars(table, [str(e.path) for e in selected])
+columns = st.columns(2)
+for i, (title, names, values) in enumerate(bars):
+    with columns[i % 2]:
+        fig = plots.bar_chart(names, values, title=title).update_layout(height=BAR_HEIGHT)
+        st.plotly_chart(fig.update_traces(texttemplate="%{y:.4~g}", textposition="auto"), key=f"compare.bar.{i}")
+if not any(title.startswith("log p(x)") or "probe" in title for title, _, _ in bars):
+    st.caption("Log-likelihood and probe accuracy appear here once computed (**Compute metrics** above).")
