@@ -12,7 +12,9 @@ from vaelab.data import binarize
 from vaelab.ui.checkpoint_panel import checkpoint_label
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
-from vaelab.ui.live_view import fixed_test_indices, progress_text
+from vaelab.ui.latent_views import test_sample
+from vaelab.ui.layout import side_by_side, train_under_progress_bar
+from vaelab.ui.live_view import fixed_test_indices
 from vaelab.ui.session import TrainingSession, model_cached, run_model
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
@@ -21,12 +23,6 @@ MAX_LIVE_CODES = 1000  # test images on the live code map
 N_SAMPLES = 10
 COMPANION_KEY = "binary_vae.companion"  # st.session_state: the Gaussian VAE shown beside (companions.Companion)
 VARIANCE_SERIES = {"grad_variance": "with the baseline b", "grad_variance_no_baseline": "without (b = 0)"}
-
-
-def test_sample(session: TrainingSession, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n evenly spaced test images (n, D) and labels (n,)."""
-    idx = analysis.spaced_indices(len(session.data.test), n)
-    return session.data.test.images[idx], session.data.test.labels[idx]
 
 
 def variance_view(session: TrainingSession) -> None:
@@ -47,7 +43,7 @@ def variance_view(session: TrainingSession) -> None:
 
 
 def code_map(session: TrainingSession) -> None:
-    x, y = test_sample(session, MAX_LIVE_CODES)
+    x, y, _ = test_sample(session, MAX_LIVE_CODES)
 
     def compute():
         codes = analysis.encode_dataset(session.model, x)  # (n, d) Bernoulli means
@@ -73,11 +69,7 @@ def live_views(session: TrainingSession) -> None:
     if session.data is None:
         variance_view(session)
         return
-    left, right = st.columns(2)
-    with left:
-        variance_view(session)
-    with right:
-        code_map(session)
+    side_by_side(session, variance_view, code_map)
     st.markdown("**Samples from the prior**")
     sample_rows(session)
 
@@ -105,16 +97,15 @@ def companion_controls(session: TrainingSession) -> None:
         if st.button("Train the Gaussian VAE", key="binary_vae.companion_train", icon=":material/model_training:",
                      disabled=session.running, help="Pause training first." if session.running else
                      f"A VAE with {companions.size_summary(target)}; same data, seed and training settings."):
-            bar = st.progress(0.0, text="Training the Gaussian VAE…")
             try:
-                companion = companions.train_gaussian_vae(
-                    target, data, seed=settings.seed, device=settings.device,
-                    on_progress=lambda t: bar.progress(t.progress, text=progress_text(t)))
+                companion = train_under_progress_bar(
+                    lambda on_progress: companions.train_gaussian_vae(
+                        target, data, seed=settings.seed, device=settings.device, on_progress=on_progress),
+                    "Training the Gaussian VAE…")
             except (RuntimeError, ValueError) as error:
                 st.error(f"Gaussian VAE not trained: {error}")
             else:
                 st.session_state[COMPANION_KEY] = companion
-            bar.empty()
     with load_col:
         infos = [i for i in list_checkpoints(variant="vae") if i.error is None]
         choice = st.selectbox("Saved VAE", infos, format_func=checkpoint_label, key="binary_vae.companion_choice",

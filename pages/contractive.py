@@ -6,6 +6,7 @@ import streamlit as st
 from vaelab import analysis, plots
 from vaelab.baselines import plain_autoencoder_config, train_plain_autoencoder
 from vaelab.ui.explain import what_you_are_seeing
+from vaelab.ui.layout import side_by_side, train_under_progress_bar
 from vaelab.ui.session import TrainingSession, model_cached, run_model
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
@@ -66,12 +67,10 @@ def baseline_button(session: TrainingSession) -> dict | None:
                  disabled=session.running or found is not None,
                  help="Pause training first." if session.running else
                  "Same layers, data, seed and epochs, without the penalty (a few seconds)."):
-        bar = st.progress(0.0, text="Training the plain autoencoder…")
-        trainer = train_plain_autoencoder(
-            session.config, session.data, seed=seed, device=settings.device, epochs=epochs,
-            on_progress=lambda t: bar.progress(t.progress, text=f"Plain autoencoder: step {t.step:,}/"
-                                                                f"{t.total_steps:,}"))
-        bar.empty()
+        trainer = train_under_progress_bar(
+            lambda on_progress: train_plain_autoencoder(session.config, session.data, seed=seed,
+                                                        device=settings.device, epochs=epochs, on_progress=on_progress),
+            "Training the plain autoencoder…", text=lambda t: f"Plain autoencoder: step {t.step:,}/{t.total_steps:,}")
         if trainer.error is not None:
             st.error(f"The plain autoencoder did not train: {trainer.error}")
             return None
@@ -98,11 +97,7 @@ def sensitivity_section(session: TrainingSession) -> None:
 
 def contractive_views(session: TrainingSession) -> None:
     """Live: Jacobian norm over training | sensitivity beside a plain autoencoder."""
-    jacobian, sensitivity = st.columns(2)
-    with jacobian:
-        jacobian_section(session)
-    with sensitivity:
-        sensitivity_section(session)
+    side_by_side(session, jacobian_section, sensitivity_section)
 
 
 st.title("Contractive autoencoder")

@@ -1,86 +1,25 @@
 """VAE page (layout only): beta, the live ELBO split, a clickable latent map, the manifold, samples from the prior,
 interpolation and per-dimension latent traversals."""
 
-from functools import partial
-
 import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis, plots
+from vaelab import analysis
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
-from vaelab.ui.session import TrainingSession, get_session, latest_cached, model_cached, run_model
-from vaelab.ui.sidebar import current_settings
+from vaelab.ui.latent_views import bump, elbo_split_view, live_code_map, tsne_section
+from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.training_panel import training_panel
 
 VARIANT = "vae"
-MAX_LIVE_CODES = 2000  # test images encoded for the live latent map
-TSNE_SIZES = (500, 1000, 2000)
 MAX_TRAVERSAL_DIMS = 10
 BETA_MAX = 10.0
 BETA_KEY = widget_key(default_prefix(VARIANT), "beta")  # the form's own key: loading a checkpoint fills it
 PICKED_KEY = "vae.picked"  # test index of the image picked on a latent map
 SAMPLE_SEED_KEY = "vae.sample_seed"
 TRAVERSAL_RESET_KEY = "vae.traversal_reset"
-TERM_NAMES = {"reconstruction": "reconstruction", "kl": "kl", "weighted_kl": "β · kl",
-              "total": "total = reconstruction + β · kl", "elbo": "ELBO = −(reconstruction + kl)"}
-
-
-# ---------------------------------------------------------------- small layout helpers
-def test_sample(session: TrainingSession, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """n evenly spaced test images (n, D), their labels (n,) and their indices in the test split (n,)."""
-    test = session.data.test
-    n = min(n, len(test))
-    idx = torch.arange(n) * len(test) // n
-    return test.images[idx], test.labels[idx], idx.numpy()
-
-
-def bump(key: str) -> None:
-    st.session_state[key] = st.session_state.get(key, 0) + 1
-
-
-def pick_point(chart_key: str, test_indices: np.ndarray) -> None:
-    """on_select callback of a latent map: remember the test index of the first picked point."""
-    picked = plots.selected_indices(st.session_state.get(chart_key))
-    if picked and 0 <= picked[0] < len(test_indices):
-        st.session_state[PICKED_KEY] = int(test_indices[picked[0]])
-
-
-def clickable_map(points: np.ndarray, labels: np.ndarray, test_indices: np.ndarray, key: str, title: str,
-                  axis_titles: tuple[str, str] = ("z₁ (mean)", "z₂ (mean)")) -> None:
-    fig = plots.latent_scatter(points, labels, title=title, axis_titles=axis_titles)
-    fig.update_layout(clickmode="event+select")
-    st.plotly_chart(fig, key=key, on_select=partial(pick_point, key, test_indices), selection_mode="points")
-
-
-def picked_view(session: TrainingSession) -> None:
-    """The picked test image beside its decoding from the posterior mean."""
-    test = session.data.test
-    index = min(int(st.session_state.get(PICKED_KEY, 0)), len(test) - 1)
-    x = test.images[index]  # (D,)
-    mu = run_model(session.model, session.model.encode, x[None])  # (1, d)
-    decoded = run_model(session.model, session.model.decode, mu)  # (1, D)
-    mu_text = ", ".join(f"{v:.2f}" for v in mu[0, :4].tolist()) + (", …" if mu.shape[1] > 4 else "")
-    show_image_rows([torch.stack([x, decoded[0]])], session.data.image_shape, scale=3,
-                    caption=f"Picked: test image #{index} (a {int(test.labels[index])}) · its decoding from "
-                            f"μ = ({mu_text})")
-    st.caption("Click a point on the map to pick another image; hover to see its digit and index.")
-
-
-def elbo_split_view(session: TrainingSession, beta: float) -> None:
-    """Caption naming the curves' terms, and the newest train / test split as a small table."""
-    st.caption(f"The curves split the objective: **total = reconstruction + β · kl** (β = {beta:g}), which is "
-               "**−ELBO when β = 1**. Solid: train (averaged over recent steps); dashed: test, at each epoch end.")
-    split = analysis.latest_elbo_split(session.history, beta)
-    if not split:
-        return
-    header = "| | " + " | ".join(TERM_NAMES.values()) + " |"
-    lines = [header, "|---" * (len(TERM_NAMES) + 1) + "|"]
-    for kind, values in split.items():
-        lines.append(f"| {kind} | " + " | ".join(f"{values[name]:.2f}" for name in TERM_NAMES) + " |")
-    st.markdown("\n".join(lines))
 
 
 def beta_slider(session: TrainingSession) -> float:
@@ -108,13 +47,9 @@ def live_views(session: TrainingSession) -> None:
         st.caption(f"The latent has {session.model.code_dim} dimensions: draw its t-SNE map below; the manifold "
                    "grid needs a 2-D latent.")
         return
-    x, y, idx = test_sample(session, MAX_LIVE_CODES)
-    codes = model_cached(session, "test_codes", lambda: analysis.encode_dataset(session.model, x))  # (n, 2)
     map_col, manifold_col = st.columns([3, 2])
     with map_col:
-        clickable_map(codes, y.numpy(), idx, key=f"vae.map.{session.redraws}",
-                      title=f"Posterior means of {len(codes):,} test images (step {session.step:,})")
-        picked_view(session)
+        live_code_map(session, "vae", PICKED_KEY, "Posterior means of")
     with manifold_col:
         n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
                       help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
@@ -125,37 +60,6 @@ def live_views(session: TrainingSession) -> None:
 
 
 # ---------------------------------------------------------------- views that need not be live
-def tsne_section(session: TrainingSession) -> None:
-    st.subheader("t-SNE map of the codes")
-    n = st.select_slider("Test images in the map", TSNE_SIZES, value=1000, key="vae.tsne_n")
-    seed = current_settings().seed
-
-    def compute():
-        x, y, idx = test_sample(session, n)
-        points, _ = analysis.latent_map(analysis.encode_dataset(session.model, x), y.numpy(), method="tsne",
-                                        seed=seed)
-        return points, y.numpy(), idx
-
-    if st.button("Draw t-SNE map", key="vae.tsne_draw", icon=":material/scatter_plot:", disabled=session.running,
-                 help="Pause training first." if session.running else "Takes a few seconds."):
-        with st.spinner(f"t-SNE on {n:,} codes…"):
-            model_cached(session, "tsne", compute, n, seed)
-    found = latest_cached(session, "tsne", n, seed)
-    if found is None:
-        st.caption(f"The latent has {session.model.code_dim} dimensions: t-SNE places similar posterior means "
-                   "near each other in 2-D. Press the button to draw it.")
-        return
-    step, (points, labels, idx) = found
-    map_col, picked_col = st.columns([3, 2])
-    with map_col:
-        clickable_map(points, labels, idx, key=f"vae.tsne.{session.version}.{step}.{n}",
-                      title=f"t-SNE of {len(points):,} test codes (step {step:,})", axis_titles=("t-SNE 1", "t-SNE 2"))
-        if step != session.step:
-            st.caption(f"Drawn at step {step:,}; the model is at step {session.step:,} now. Draw again to update.")
-    with picked_col:
-        picked_view(session)
-
-
 def samples_section(session: TrainingSession) -> None:
     st.subheader("Samples from the prior")
     temp_col, n_col, button_col = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -253,7 +157,7 @@ beta = beta_slider(session)
 session = training_panel(VARIANT, extra_views=live_views, defaults={"epochs": 30}, fixed={"beta": beta})
 if session.has_model and session.data is not None:
     if session.model.code_dim != 2:
-        tsne_section(session)
+        tsne_section(session, "vae", picked_key=PICKED_KEY)
     samples_section(session)
     interpolation_section(session)
     traversal_section(session)

@@ -14,53 +14,22 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import TIMEOUT, new_app, no_exception, open_page, run_until_stopped, session_of, set_form
 from vaelab.checkpoints import CheckpointError
 from vaelab.data import DataError
 from vaelab.ui import checkpoint_panel, sidebar
 from vaelab.ui import session as state
-from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model, session_key
+from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
 MAX_RUNS = 300
-
-
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _session(at: AppTest, variant: str = "ae") -> TrainingSession:
-    return at.session_state[session_key(variant)]
 
 
 def _ae_page(hidden: str = "16", code_size: int = 2, epochs: int = 1, batch_size: int = 100,
              chunk_steps: int | None = 10) -> AppTest:
     """The app on the Autoencoder page with a tiny model typed into the generated form; each live chunk trains
     at most ``chunk_steps`` steps, so a run spans several chunks however fast the machine is."""
-    at = _app().run()
-    at.switch_page("pages/ae.py").run()
-    _no_exception(at)
-    _session(at).chunk_steps = chunk_steps
-    at.text_input(key="cfg.ae.hidden_sizes").set_value(hidden)
-    at.number_input(key="cfg.ae.code_size").set_value(code_size)
-    at.number_input(key="cfg.ae.epochs").set_value(epochs)
-    at.number_input(key="cfg.ae.batch_size").set_value(batch_size)
-    at.run()
-    _no_exception(at)
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def _run_until_stopped(at: AppTest) -> None:
-    for _ in range(MAX_RUNS):
-        if not _session(at).running:
-            return
-        at.run()
-    raise AssertionError(f"training still running after {MAX_RUNS} fragment runs")
+    return set_form(open_page("pages/ae.py"), "ae", {"hidden_sizes": hidden, "code_size": code_size,
+                                                     "epochs": epochs, "batch_size": batch_size}, chunk_steps)
 
 
 def _reconstruct_fixed(session: TrainingSession) -> torch.Tensor:
@@ -73,23 +42,23 @@ def test_sidebar_choice_survives_lost_widget_state():
     """Streamlit drops a widget's state when a run is interrupted before the widget is drawn (a page link clicked
     during the first run). The choice is kept under a plain session key too, and a widget drawn without its own
     state must take it from there rather than falling back to the first option."""
-    at = _app().run()
+    at = new_app().run()
     at.selectbox(key="vaelab.dataset").set_value("digits").run()
     assert at.session_state["vaelab.choice.dataset"] == "digits"
 
-    fresh = _app()  # a run with no widget state, as after the interruption
+    fresh = new_app()  # a run with no widget state, as after the interruption
     fresh.session_state["vaelab.choice.dataset"] = "digits"
     fresh.session_state["vaelab.choice.seed"] = 5
     fresh.run()
-    _no_exception(fresh)
+    no_exception(fresh)
     assert fresh.selectbox(key="vaelab.dataset").value == "digits"
     assert fresh.number_input(key="vaelab.seed").value == 5
     assert any("Train: digits" in c.value for c in fresh.sidebar.caption)
 
 
 def test_app_opens_on_home_with_sidebar_and_links():
-    at = _app().run()
-    _no_exception(at)
+    at = new_app().run()
+    no_exception(at)
     assert at.title[0].value.startswith("vaelab")
     assert at.selectbox(key="vaelab.dataset").value == "mnist-5k"
     assert "cpu" in at.selectbox(key="vaelab.device").options
@@ -111,8 +80,8 @@ def test_unloadable_torchvision_source_falls_back_to_mnist_5k_with_a_notice(monk
     monkeypatch.setenv("VAELAB_DATASET", "mnist")
     sidebar.cached_data.clear()
     try:
-        at = _app().run()
-        _no_exception(at)
+        at = new_app().run()
+        no_exception(at)
         notices = [w.value for w in at.sidebar.warning]
         assert len(notices) == 1
         assert "could not download data source 'mnist'" in notices[0] and "mnist-5k" in notices[0]
@@ -122,17 +91,17 @@ def test_unloadable_torchvision_source_falls_back_to_mnist_5k_with_a_notice(monk
 
 
 def test_bad_test_source_is_reported_and_the_dataset_keeps_its_own_test_split(tmp_path):
-    at = _app().run()
+    at = new_app().run()
     at.text_input(key="vaelab.test_source").set_value(f"idx:{tmp_path / 'missing'}").run()
-    _no_exception(at)
+    no_exception(at)
     assert len(at.sidebar.error) == 1 and "no such folder" in at.sidebar.error[0].value
     assert any("test: mnist-5k (1,000)" in c.value for c in at.sidebar.caption)
 
 
 def test_real_mnist_test_set_can_be_the_test_source(mnist_test_dir):
-    at = _app().run()
+    at = new_app().run()
     at.text_input(key="vaelab.test_source").set_value(f"idx:{mnist_test_dir}").run()
-    _no_exception(at)
+    no_exception(at)
     assert not at.sidebar.error
     assert any(f"test: idx:{mnist_test_dir} (10,000)" in c.value for c in at.sidebar.caption)
 
@@ -149,7 +118,7 @@ def _form_script():
 
 def test_config_form_builds_the_config_names_a_bad_field_and_applies_presets():
     at = AppTest.from_function(_form_script, default_timeout=TIMEOUT).run()
-    _no_exception(at)
+    no_exception(at)
     assert "hidden_sizes=(400,)" in at.text[0].value and "code_size=32" in at.text[0].value
     labels = {w.label for w in [*at.number_input, *at.text_input, *at.selectbox]}
     assert {"Code size", "Learning rate", "Batch size", "Epochs", "Hidden layers", "Preset"} <= labels
@@ -172,8 +141,8 @@ def test_ae_page_trains_live_pauses_resumes_and_survives_a_page_switch():
     at = _ae_page(epochs=1, batch_size=100, chunk_steps=10)  # 40 steps: at least 4 chunks
     assert at.button(key="panel.ae.pause").disabled and not at.button(key="panel.ae.start").disabled
     at.button(key="panel.ae.start").click().run()
-    _no_exception(at)
-    session = _session(at)
+    no_exception(at)
+    session = session_of(at)
     assert session.running and 0 < session.trainer.step <= 10
     assert at.text_input(key="cfg.ae.hidden_sizes").disabled  # the form is read-only during a run
     assert at.button(key="panel.ae.start").disabled and not at.button(key="panel.ae.pause").disabled
@@ -186,8 +155,8 @@ def test_ae_page_trains_live_pauses_resumes_and_survives_a_page_switch():
 
     at.switch_page("pages/home.py").run()  # leave: nothing trains, nothing is lost
     at.switch_page("pages/ae.py").run()
-    _no_exception(at)
-    assert _session(at) is session and session.trainer.step == paused_step
+    no_exception(at)
+    assert session_of(at) is session and session.trainer.step == paused_step
     assert at.text_input(key="cfg.ae.hidden_sizes").value == "16"
     assert at.selectbox(key="vaelab.dataset").value == "mnist-5k"  # app.py's sidebar is drawn on every run
 
@@ -197,7 +166,7 @@ def test_ae_page_trains_live_pauses_resumes_and_survives_a_page_switch():
         at.run()
         steps.append(session.trainer.step)
         rows.append(len(session.history))
-    _no_exception(at)
+    no_exception(at)
     assert len(steps) >= 4 and all(0 < b - a <= 10 for a, b in zip(steps, steps[1:], strict=False))
     assert all(b > a for a, b in zip(rows, rows[1:], strict=False))  # every chunk adds history rows
     assert session.status == "finished" and session.trainer.done and session.trainer.step == 40
@@ -217,7 +186,7 @@ def test_save_then_load_through_the_ui_restores_the_model_and_resumes():
     at = _ae_page(epochs=50, batch_size=100)
     at.button(key="panel.ae.start").click().run()
     at.button(key="panel.ae.pause").click().run()
-    session = _session(at)
+    session = session_of(at)
     saved_step, saved_history = session.trainer.step, [dict(r) for r in session.history]
     expected = _reconstruct_fixed(session)
 
@@ -234,7 +203,7 @@ def test_save_then_load_through_the_ui_restores_the_model_and_resumes():
     assert "tiny · mnist-5k" in at.selectbox(key="panel.ae.load_choice").format_func(
         at.selectbox(key="panel.ae.load_choice").value)
     at.button(key="panel.ae.load").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert "Loaded `tiny`" in at.success[-1].value
     assert session.status == "paused" and session.trainer.step == saved_step
     assert session.history == saved_history
@@ -249,10 +218,10 @@ def test_broken_checkpoint_is_listed_as_unreadable_and_cannot_be_loaded():
     folder = Path(os.environ["VAELAB_CHECKPOINT_DIR"]) / "ae"
     folder.mkdir(parents=True)
     (folder / "broken.pt").write_bytes(b"not a checkpoint")
-    at = _app().run()
+    at = new_app().run()
     with pytest.warns(UserWarning, match="broken checkpoint"):
         at.switch_page("pages/ae.py").run()
-    _no_exception(at)
+    no_exception(at)
     choice = at.selectbox(key="panel.ae.load_choice")
     assert choice.format_func(choice.value).startswith("broken · unreadable")
     assert at.button(key="panel.ae.load").disabled
@@ -261,13 +230,13 @@ def test_broken_checkpoint_is_listed_as_unreadable_and_cannot_be_loaded():
 def test_ae_page_draws_a_cached_tsne_map_for_a_wider_code():
     at = _ae_page(code_size=8, epochs=1)
     at.button(key="panel.ae.start").click().run()
-    _run_until_stopped(at)
-    session = _session(at)
+    run_until_stopped(at)
+    session = session_of(at)
     assert session.status == "finished"
     at.select_slider(key="ae.tsne_n").set_value(500).run()
     charts_before = len(at.get("plotly_chart"))
     at.button(key="ae.tsne_draw").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert len(at.get("plotly_chart")) == charts_before + 1
     assert f"t-SNE of 500 test codes (step {session.step})" in at.get("plotly_chart")[-1].proto.spec
     step, (points, labels) = latest_cached(session, "tsne", 500, 0)
@@ -342,8 +311,8 @@ def test_model_cached_recomputes_only_when_the_model_moves_on():
 def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeypatch):
     at = _ae_page(epochs=1)
     at.button(key="panel.ae.start").click().run()
-    _run_until_stopped(at)
-    session = _session(at)
+    run_until_stopped(at)
+    session = session_of(at)
     saved_history, expected = [dict(r) for r in session.history], _reconstruct_fixed(session)
     at.button(key="panel.ae.save").click().run()
     at.button(key="panel.ae.reset").click().run()
@@ -353,7 +322,7 @@ def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeyp
 
     monkeypatch.setattr(checkpoint_panel, "restore_trainer", cannot_resume)
     at.button(key="panel.ae.load").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert session.status == state.VIEW_ONLY and session.trainer is None
     assert session.history == saved_history and torch.equal(_reconstruct_fixed(session), expected)
     assert any("resume needs the same training set" in i.value for i in at.info)

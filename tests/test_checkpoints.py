@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from tests.helpers import mnist_5k_subset
 from vaelab import checkpoints
 from vaelab.checkpoints import (
     FORMAT_VERSION,
@@ -21,7 +22,7 @@ from vaelab.checkpoints import (
     save_trainer,
     update_metadata,
 )
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle, Split
 from vaelab.training import Trainer
 from vaelab.variants import get_variant
 
@@ -38,10 +39,7 @@ def tiny_trainer(data: DataBundle, variant: str = "ae", **overrides) -> Trainer:
 
 @pytest.fixture(scope="module")
 def digits() -> DataBundle:
-    full = load_data("mnist-5k")
-    return DataBundle(Split(full.train.images[:N_TRAIN], full.train.labels[:N_TRAIN], "mnist-5k"),
-                      Split(full.test.images[:N_TEST], full.test.labels[:N_TEST], "mnist-5k"),
-                      full.image_shape, full.n_classes)
+    return mnist_5k_subset(N_TRAIN, N_TEST)
 
 
 @pytest.fixture(scope="module")

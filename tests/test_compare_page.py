@@ -6,28 +6,24 @@ tests/conftest.py sets for every test.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import chart_specs, chart_title, mnist_5k_subset, no_exception, open_page
 from vaelab import evaluate
 from vaelab.checkpoints import checkpoint_dir, read_metadata, save_trainer
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle
 from vaelab.training import Trainer
 from vaelab.variants import get_variant
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 90
 
 
 @pytest.fixture(scope="module")
 def small_data() -> DataBundle:
-    full = load_data("mnist-5k")  # the page evaluates on the checkpoints' own mnist-5k; these only train
-    return DataBundle(Split(full.train.images[:500], full.train.labels[:500], "mnist-5k"),
-                      Split(full.test.images[::10], full.test.labels[::10], "mnist-5k"), full.image_shape,
-                      full.n_classes)
+    return mnist_5k_subset(500, slice(None, None, 10))  # the page evaluates on the checkpoints' own mnist-5k
 
 
 def save_tiny(data: DataBundle, variant: str, name: str, steps: int = 10) -> Path:
@@ -40,24 +36,11 @@ def save_tiny(data: DataBundle, variant: str, name: str, steps: int = 10) -> Pat
 
 def plotly_figures(at: AppTest) -> list[dict]:
     """Each drawn Plotly chart as {"title": str, "data": [trace dicts]}."""
-    figures = []
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        title = spec.get("layout", {}).get("title", {})
-        figures.append({"title": title.get("text", "") if isinstance(title, dict) else str(title),
-                        "data": spec.get("data", [])})
-    return figures
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return [{"title": chart_title(spec), "data": spec.get("data", [])} for spec in chart_specs(at)]
 
 
 def compare_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page("pages/compare.py").run()
-    no_exception(at)
-    return at
+    return open_page("pages/compare.py", timeout=TIMEOUT)
 
 
 def test_compare_page_without_checkpoints_says_how_to_make_them():

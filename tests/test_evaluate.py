@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import distributions as D
 
+from tests.helpers import mnist_5k_subset
 from vaelab import evaluate, losses, plots
 from vaelab.checkpoints import list_checkpoints, load_checkpoint, read_metadata, save_trainer
 from vaelab.cli import CLASSROOM_NAME, CLASSROOM_PRESETS, main
 from vaelab.compare import checkpoint_entries, common_terms, comparison_table, key_settings, metric_bars
 from vaelab.config import ConfigError
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle
 from vaelab.training import Trainer
 from vaelab.variants import VARIANTS, binary_vae, get_variant, vae
 
@@ -294,10 +295,7 @@ def test_training_speed_is_total_samples_over_total_seconds():
 
 @pytest.fixture(scope="module")
 def digits() -> DataBundle:
-    full = load_data("mnist-5k")
-    return DataBundle(Split(full.train.images[:2000], full.train.labels[:2000], "mnist-5k"),
-                      Split(full.test.images[::4], full.test.labels[::4], "mnist-5k"),  # 250, every class
-                      full.image_shape, full.n_classes)
+    return mnist_5k_subset(2000, slice(None, None, 4))  # test: 250, every class
 
 
 def test_probe_on_a_briefly_trained_autoencoder_beats_chance_by_far(digits):

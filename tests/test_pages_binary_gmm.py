@@ -8,10 +8,7 @@ Each ``at.run()`` runs the whole page, the live fragment included, so one run tr
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,90 +16,43 @@ import torch
 from sklearn.decomposition import PCA
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import (
+    all_captions,
+    chart_specs,
+    chart_title,
+    no_exception,
+    open_page,
+    plotly_array,
+    session_of,
+    set_form,
+    subset,
+    train_to_the_end,
+)
 from vaelab import analysis, companions, plots
 from vaelab.checkpoints import CheckpointError, load_checkpoint, restore_trainer, save_trainer
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle, load_data
 from vaelab.training import Trainer
 from vaelab.ui.live_view import curve_terms
-from vaelab.ui.session import TrainingSession, session_key
 from vaelab.variants import ae_gmm, binary_vae
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
 MAX_RUNS = 100
 
 
-# ---------------------------------------------------------------- AppTest helpers (as in tests/test_app.py)
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _session(at: AppTest, variant: str) -> TrainingSession:
-    return at.session_state[session_key(variant)]
-
-
-def _open(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page(page).run()
-    _no_exception(at)
-    return at
-
-
-def _set_form(at: AppTest, variant: str, form: dict[str, object], chunk_steps: int = 10) -> AppTest:
-    """Set the generated form's fields (text for tuples, numbers otherwise); each live chunk trains at most
-    ``chunk_steps`` steps, so a run spans several chunks however fast the machine is."""
-    _session(at, variant).chunk_steps = chunk_steps
-    for name, value in form.items():
-        key = f"cfg.{variant}.{name}"
-        (at.text_input(key=key) if isinstance(value, str) else at.number_input(key=key)).set_value(value)
-    at.run()
-    _no_exception(at)
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def _train_until_stopped(at: AppTest, variant: str) -> list[int]:
-    """Press Start and run chunk after chunk until the run stops; the history length after each run."""
-    session = _session(at, variant)
-    at.button(key=f"panel.{variant}.start").click().run()
-    lengths = [len(session.history)]
-    while session.running and len(lengths) < MAX_RUNS:
-        at.run()
-        lengths.append(len(session.history))
-    _no_exception(at)
-    assert session.status == "finished", session.message
-    return lengths
-
-
-def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def _values(array) -> np.ndarray:
-    """A trace's x or y from the chart spec: a list, or Plotly's typed-array form {"dtype", "bdata"}."""
-    if isinstance(array, dict):
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
-    return np.asarray(array, dtype=np.float64)
-
-
+# ---------------------------------------------------------------- AppTest helpers (more in tests/helpers.py)
 def _chart_titled(at: AppTest, start: str) -> dict:
-    found = [c for c in _charts(at) if (c["layout"].get("title") or {}).get("text", "").startswith(start)]
-    assert found, [(c["layout"].get("title") or {}).get("text") for c in _charts(at)]
+    found = [c for c in chart_specs(at) if chart_title(c).startswith(start)]
+    assert found, [chart_title(c) for c in chart_specs(at)]
     return found[-1]
-
-
-def _captions(at: AppTest) -> list[str]:
-    return [c.value for c in at.caption] + [cap for image in at.image for cap in image.captions]
 
 
 # ---------------------------------------------------------------- binary-latent VAE page
 def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_and_kl():
-    at = _set_form(_open("pages/binary_vae.py"), "binary-vae",
-                   {"hidden_sizes": "32", "latent_dim": 8, "epochs": 1, "batch_size": 100})
+    at = set_form(open_page("pages/binary_vae.py"), "binary-vae",
+                  {"hidden_sizes": "32", "latent_dim": 8, "epochs": 1, "batch_size": 100})
     assert at.checkbox(key="cfg.binary-vae.baseline").value  # the baseline is a form field, on by default
-    lengths = _train_until_stopped(at, "binary-vae")
+    lengths = train_to_the_end(at, "binary-vae", MAX_RUNS)
     assert len(lengths) >= 3 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
-    session = _session(at, "binary-vae")
+    session = session_of(at, "binary-vae")
     train_rows = [r for r in session.history if r["kind"] == "train"]
     assert all({"grad_variance", "grad_variance_no_baseline"} <= set(r) for r in train_rows)
     # the lesson: the baseline cuts the variance (measured on the same batches and draws)
@@ -113,13 +63,13 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
     assert variance["layout"]["yaxis"]["type"] == "log"
     assert {t["name"] for t in variance["data"]} == {"with the baseline b", "without (b = 0)"}
     plain = next(t for t in variance["data"] if t["name"] == "without (b = 0)")
-    np.testing.assert_allclose(_values(plain["y"]), [r["grad_variance_no_baseline"] for r in train_rows])
-    loss_chart = next(c for c in _charts(at) if any(t["name"].startswith("train · ") for t in c["data"]))
+    np.testing.assert_allclose(plotly_array(plain["y"]), [r["grad_variance_no_baseline"] for r in train_rows])
+    loss_chart = next(c for c in chart_specs(at) if any(t["name"].startswith("train · ") for t in c["data"]))
     assert {t["name"].split(" · ")[1] for t in loss_chart["data"]} == {"reconstruction", "kl", "total"}
     code_map = _chart_titled(at, "PCA of the bit probabilities")
-    assert sum(len(_values(t["x"])) for t in code_map["data"]) == 1000 and len(code_map["data"]) == 10  # 1 a digit
+    assert sum(len(plotly_array(t["x"])) for t in code_map["data"]) == 1000 and len(code_map["data"]) == 10  # 1 a digit
 
-    captions = _captions(at)
+    captions = all_captions(at)
     assert any(c.startswith("Top to bottom: Bernoulli means p(x|z), binary images") for c in captions)
     assert any("cuts the variance" in c for c in captions)
     latex = " ".join(e.value for e in at.latex)
@@ -130,51 +80,48 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
 
 def _tiny_data(n_train: int = 400, n_test: int = 100) -> DataBundle:
     full = load_data("mnist-5k")
-    train_idx = analysis.spaced_indices(len(full.train), n_train)
-    test_idx = analysis.spaced_indices(len(full.test), n_test)
-    return DataBundle(Split(full.train.images[train_idx], full.train.labels[train_idx], "mnist-5k"),
-                      Split(full.test.images[test_idx], full.test.labels[test_idx], "mnist-5k"),
-                      full.image_shape, full.n_classes)
+    return subset(full, analysis.spaced_indices(len(full.train), n_train),
+                  analysis.spaced_indices(len(full.test), n_test))
 
 
 def test_binary_vae_page_trains_and_loads_the_same_size_gaussian_vae_beside_it():
-    at = _set_form(_open("pages/binary_vae.py"), "binary-vae",
-                   {"hidden_sizes": "16", "latent_dim": 4, "epochs": 1, "batch_size": 200}, chunk_steps=20)
+    at = set_form(open_page("pages/binary_vae.py"), "binary-vae",
+                  {"hidden_sizes": "16", "latent_dim": 4, "epochs": 1, "batch_size": 200}, chunk_steps=20)
     assert not [b for b in at.button if b.key == "binary_vae.companion_train"]  # no model, nothing to compare yet
-    _train_until_stopped(at, "binary-vae")
-    assert not any("Reconstructions of the same test images" in c for c in _captions(at))
+    train_to_the_end(at, "binary-vae", MAX_RUNS)
+    assert not any("Reconstructions of the same test images" in c for c in all_captions(at))
     at.button(key="binary_vae.companion_train").click().run()
-    _no_exception(at)
+    no_exception(at)
     companion = at.session_state["binary_vae.companion"]
     assert companion.config.hidden_sizes == (16,) and companion.config.latent_dim == 4
     assert companion.source == "trained here (1 epoch)"
-    captions = _captions(at)
+    captions = all_captions(at)
     assert any(c.startswith("Top to bottom: test images, binary VAE, Gaussian VAE") for c in captions)
     assert any(c.startswith("Top to bottom: binary VAE, Gaussian VAE. Samples") for c in captions)
     assert any("hidden 16, latent 4 (same size)" in c for c in captions)
     assert any(c.startswith("Test negative ELBO per image: binary VAE") for c in captions)
 
     # a saved VAE of another size loads and says so
-    other = Trainer("vae", companions.same_size_gaussian_vae(_session(at, "binary-vae").config, hidden_sizes=(8,)),
+    other = Trainer("vae", companions.same_size_gaussian_vae(session_of(at, "binary-vae").config, hidden_sizes=(8,)),
                     _tiny_data())
     other.advance(max_steps=2)
     save_trainer(other, "other-vae")
     at.run()
     at.selectbox(key="binary_vae.companion_choice").select_index(0).run()
     at.button(key="binary_vae.companion_load").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert at.session_state["binary_vae.companion"].source == "checkpoint 'other-vae'"
-    assert any("hidden 8, latent 4 (not the same size" in c for c in _captions(at))
+    assert any("hidden 8, latent 4 (not the same size" in c for c in all_captions(at))
 
 
 # ---------------------------------------------------------------- AE + Gaussian mixture page
 def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retraining():
-    at = _open("pages/ae_gmm.py")
+    at = open_page("pages/ae_gmm.py")
     at.slider(key="ae_gmm.n_components").set_value(3)  # the run starts with the page's mixture settings
-    _set_form(at, "ae-gmm", {"hidden_sizes": "32", "epochs": 1, "batch_size": 100})
-    lengths = _train_until_stopped(at, "ae-gmm")
+    set_form(at, "ae-gmm", {"hidden_sizes": "32", "epochs": 1, "batch_size": 100})
+    lengths = train_to_the_end(at, "ae-gmm", MAX_RUNS)
     assert len(lengths) >= 3 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
-    session = _session(at, "ae-gmm")
+    session = session_of(at, "ae-gmm")
     model = session.model
     assert session.config.n_components == 3 and model.mixture_components == 3 and bool(model.mixture_fitted)
 
@@ -184,9 +131,9 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     assert "codes drawn from the mixture" in names and "codes drawn from N(0, I)" in names
     ellipse = next(t for t in code_map["data"] if t["name"] == "mixture components (2 sd)")
     expected = analysis.mixture_ellipses(model.mixture_means, model.mixture_covariances)[0]
-    np.testing.assert_allclose(np.stack([_values(ellipse["x"]), _values(ellipse["y"])], 1), expected, rtol=1e-5,
-                               atol=1e-5)
-    captions = _captions(at)
+    np.testing.assert_allclose(np.stack([plotly_array(ellipse["x"]), plotly_array(ellipse["y"])], 1), expected,
+                               rtol=1e-5, atol=1e-5)
+    captions = all_captions(at)
     assert any(c.startswith("Decoded codes drawn from the Gaussian mixture") for c in captions)
     assert any(c.startswith("Decoded codes drawn from N(0, I)") for c in captions)
     assert any("The autoencoder alone is not a generator" in c for c in captions)
@@ -201,13 +148,13 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     at.slider(key="ae_gmm.n_components").set_value(5)
     at.selectbox(key="ae_gmm.covariance_type").set_value("diag")
     at.button(key="ae_gmm.refit").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert model.mixture_weights.shape == (5,) and model.mixture_covariances.shape == (5, 2, 2)
     assert model.mixture_covariance == "diag" and session.step == step
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # the AE is not retrained
     code_map = _chart_titled(at, "Codes of 2,000 training images, mixture of 5 (diag)")
     assert [t["name"] for t in code_map["data"]].count("mixture components (2 sd)") == 5
-    assert any("In the model now: 5 components, diag covariances" in c for c in _captions(at))
+    assert any("In the model now: 5 components, diag covariances" in c for c in all_captions(at))
 
 
 def test_a_checkpoint_saved_after_a_refit_loads_and_resumes_with_the_refit_mixture(tmp_path):

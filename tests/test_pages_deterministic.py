@@ -6,70 +6,48 @@ Each ``at.run()`` runs the page once, live fragment included, so it trains one c
 
 from __future__ import annotations
 
-import base64
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
+from tests.helpers import (
+    chart_specs,
+    chart_title,
+    image_captions,
+    no_exception,
+    open_page,
+    plotly_array,
+    run_until_stopped,
+    session_of,
+    set_form,
+    subset,
+)
 from vaelab import analysis
 from vaelab.baselines import plain_autoencoder_config, train_plain_autoencoder
 from vaelab.config import ConfigError
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import load_data
 from vaelab.losses import kl_bernoulli
 from vaelab.training import Trainer
-from vaelab.ui.session import TrainingSession, session_key
 from vaelab.variants import build_model, get_variant
 from vaelab.variants.ae import Config as AeConfig
 from vaelab.variants.denoising import corrupt
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
 MAX_RUNS = 100
 
 
-# -- helpers ---------------------------------------------------------------------------------------------------
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _session(at: AppTest, variant: str) -> TrainingSession:
-    return at.session_state[session_key(variant)]
-
-
+# -- helpers (more in tests/helpers.py) ----------------------------------------------------------------------------
 def _page(variant: str, module: str, chunk_steps: int = 10, **form: object) -> AppTest:
     """The app on a variant's page with form fields set (text for tuples, numbers for numbers)."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page(f"pages/{module}.py").run()
-    _no_exception(at)
+    at = open_page(f"pages/{module}.py")
     assert any("Press **Start**" in i.value for i in at.info)  # no model yet: the page still renders
-    _session(at, variant).chunk_steps = chunk_steps
-    for name, value in {"epochs": 1, "batch_size": 100, **form}.items():
-        key = f"cfg.{variant}.{name}"
-        widget = at.text_input(key=key) if isinstance(value, str) else at.number_input(key=key)
-        widget.set_value(value)
-    at.run()
-    _no_exception(at)
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def _figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def _title(fig: dict) -> str:
-    title = fig.get("layout", {}).get("title", {})
-    return title.get("text", "") if isinstance(title, dict) else str(title or "")
+    return set_form(at, variant, {"epochs": 1, "batch_size": 100, **form}, chunk_steps)
 
 
 def _figure(at: AppTest, title_start: str) -> dict:
-    found = [f for f in _figures(at) if _title(f).startswith(title_start)]
-    assert len(found) == 1, [_title(f) for f in _figures(at)]
+    found = [f for f in chart_specs(at) if chart_title(f).startswith(title_start)]
+    assert len(found) == 1, [chart_title(f) for f in chart_specs(at)]
     return found[0]
 
 
@@ -77,25 +55,6 @@ def _trace(fig: dict, name: str) -> dict:
     found = [t for t in fig["data"] if t.get("name") == name]
     assert len(found) == 1, [t.get("name") for t in fig["data"]]
     return found[0]
-
-
-def _values(data: list | dict) -> np.ndarray:
-    """A trace's x / y: a list, or Plotly's typed-array form {"dtype", "bdata" (base64)} for numpy input."""
-    if isinstance(data, dict):
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
-    return np.asarray(data, dtype=np.float64)
-
-
-def _captions(at: AppTest) -> list[str]:
-    return [c for img in at.image for c in img.captions]
-
-
-def _run_until_stopped(at: AppTest, variant: str) -> None:
-    for _ in range(MAX_RUNS):
-        if not _session(at, variant).running:
-            return
-        at.run()
-    raise AssertionError(f"training still running after {MAX_RUNS} runs")
 
 
 # -- vaelab.analysis additions -----------------------------------------------------------------------------------
@@ -203,9 +162,7 @@ def test_plain_autoencoder_config_copies_every_shared_field():
 
 
 def _digits_subset():
-    data = load_data("digits")  # 8x8 images: trains in a blink; a new bundle, the loaded one may be shared
-    train = Split(data.train.images[:400], data.train.labels[:400], data.train.source)
-    return DataBundle(train, data.test, data.image_shape, data.n_classes)
+    return subset(load_data("digits"), 400, slice(None))  # 8x8 images: trains in a blink; a new bundle
 
 
 def test_train_plain_autoencoder_starts_from_the_variants_weights_and_lowers_the_loss():
@@ -242,8 +199,8 @@ def test_denoising_page_trains_with_its_own_corruption_widgets_and_draws_rows_an
     at.run()
 
     at.button(key="panel.denoising.start").click().run()
-    _no_exception(at)
-    session = _session(at, "denoising")
+    no_exception(at)
+    session = session_of(at, "denoising")
     assert (session.config.corruption, session.config.noise_level) == ("masking", 0.3)
     assert session.config.hidden_sizes == (16,) and session.config.code_size == 8
     assert at.selectbox(key="cfg.denoising.corruption").disabled and at.slider(key="cfg.denoising.noise_level").disabled
@@ -251,18 +208,18 @@ def test_denoising_page_trains_with_its_own_corruption_widgets_and_draws_rows_an
     for _ in range(2):
         at.run()
         rows.append(len(session.history))
-    _no_exception(at)
+    no_exception(at)
     assert rows[0] < rows[1] < rows[2]
     assert any(c.startswith("Top to bottom: test images, corrupted (masking, a = 0.3), denoised")
-               for c in _captions(at))
+               for c in image_captions(at))
 
     sweep = _figure(at, "Error against noise level (masking")
-    noisy = _values(_trace(sweep, "corrupted input (no model)")["y"])
-    denoised = _values(_trace(sweep, "denoised by this model")["y"])
+    noisy = plotly_array(_trace(sweep, "corrupted input (no model)")["y"])
+    denoised = plotly_array(_trace(sweep, "denoised by this model")["y"])
     assert len(noisy) == len(denoised) == 11 and noisy[0] == 0.0 and (np.diff(noisy) > 0).all()
     at.selectbox(key=f"denoising.sweep_kind.{session.version}").set_value("gaussian").run()
-    _no_exception(at)
-    assert _title(_figure(at, "Error against noise level")).startswith("Error against noise level (gaussian")
+    no_exception(at)
+    assert chart_title(_figure(at, "Error against noise level")).startswith("Error against noise level (gaussian")
 
 
 def test_denoising_page_widgets_show_a_loaded_models_corruption():
@@ -272,7 +229,7 @@ def test_denoising_page_widgets_show_a_loaded_models_corruption():
     at.run()
     at.button(key="panel.denoising.start").click().run()
     at.button(key="panel.denoising.pause").click().run()
-    session = _session(at, "denoising")
+    session = session_of(at, "denoising")
     at.text_input(key="panel.denoising.save_name").set_value("masked").run()
     at.button(key="panel.denoising.save").click().run()
     assert "Saved `masked`" in at.success[0].value
@@ -282,66 +239,66 @@ def test_denoising_page_widgets_show_a_loaded_models_corruption():
     at.slider(key="cfg.denoising.noise_level").set_value(0.1)
     at.run()
     at.button(key="panel.denoising.load").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert (session.config.corruption, session.config.noise_level) == ("masking", 0.3)
     assert at.selectbox(key="cfg.denoising.corruption").value == "masking"  # the page's widgets follow the model
     assert at.slider(key="cfg.denoising.noise_level").value == pytest.approx(0.3)
-    assert any("corrupted (masking, a = 0.3)" in c for c in _captions(at))
+    assert any("corrupted (masking, a = 0.3)" in c for c in image_captions(at))
 
 
 def test_sparse_page_grows_the_history_and_draws_filters_activations_kl_curve_and_share_live():
     at = _page("sparse", "sparse")
     at.button(key="panel.sparse.start").click().run()
-    session = _session(at, "sparse")
+    session = session_of(at, "sparse")
     steps, rows = [session.step], [len(session.history)]
     for _ in range(3):
         at.run()
         steps.append(session.step)
         rows.append(len(session.history))
-    _no_exception(at)
+    no_exception(at)
     assert all(0 < b - a <= 10 for a, b in zip(steps, steps[1:], strict=False))
     assert all(b > a for a, b in zip(rows, rows[1:], strict=False))
-    assert any(c.startswith("Each code unit's encoder weights as a 28x28 image (144 units") for c in _captions(at))
+    assert any(c.startswith("Each code unit's encoder weights as a 28x28 image (144 units") for c in image_captions(at))
 
     histogram = _figure(at, "Mean activation")
     assert histogram["layout"]["shapes"][0]["x0"] == pytest.approx(0.05)  # the training rho
     test = session.data.test
     expected = analysis.encode_dataset(session.model, test.images[analysis.spaced_indices(len(test), 1000)]).mean(0)
-    np.testing.assert_allclose(_values(histogram["data"][0]["x"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(plotly_array(histogram["data"][0]["x"]), expected, rtol=1e-5)
 
     kl = _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.25")
     units = _trace(kl, "units")
-    np.testing.assert_allclose(_values(units["x"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(plotly_array(units["x"]), expected, rtol=1e-5)
     expected_kl = kl_bernoulli(0.25, torch.tensor(expected, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(_values(units["y"]), expected_kl, rtol=1e-5)
+    np.testing.assert_allclose(plotly_array(units["y"]), expected_kl, rtol=1e-5)
     at.slider(key="sparse.curve_rho").set_value(0.5).run()
     _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.5")
 
-    share = _trace(next(f for f in _figures(at) if any(t.get("name") == "train · sparsity / total"
+    share = _trace(next(f for f in chart_specs(at) if any(t.get("name") == "train · sparsity / total"
                                                         for t in f["data"])), "train · sparsity / total")
     train = [r for r in session.history if r["kind"] == "train"]
-    np.testing.assert_allclose(_values(share["y"]), [r["sparsity"] / r["total"] for r in train], rtol=1e-6)
+    np.testing.assert_allclose(plotly_array(share["y"]), [r["sparsity"] / r["total"] for r in train], rtol=1e-6)
 
 
 def test_ksparse_page_shows_the_units_that_fire_their_filters_and_reconstructions_at_several_k():
     at = _page("ksparse", "ksparse", code_size=30, k=10)
     at.button(key="panel.ksparse.start").click().run()
     at.button(key="panel.ksparse.pause").click().run()
-    session = _session(at, "ksparse")
+    session = session_of(at, "ksparse")
     assert session.status == "paused" and session.config.k == 10
     assert at.slider(key=f"ksparse.k.{session.version}").value == 10  # starts at the trained k
 
     at.number_input(key="ksparse.image").set_value(7)
     at.slider(key=f"ksparse.k.{session.version}").set_value(5)
     at.run()
-    _no_exception(at)
+    no_exception(at)
     fired = _figure(at, "The 5 units that fire for test image 7")
     with torch.no_grad():
         h = session.model.encoder(session.data.test.images[7:8])[0].numpy()
     strongest = np.argsort(-h)[:5]
     assert fired["data"][0]["x"] == [f"#{u}" for u in strongest]
-    np.testing.assert_allclose(_values(fired["data"][0]["y"]), h[strongest], rtol=1e-5)
-    captions = _captions(at)
+    np.testing.assert_allclose(plotly_array(fired["data"][0]["y"]), h[strongest], rtol=1e-5)
+    captions = image_captions(at)
     assert any(c.startswith("Their filters, strongest first (units " + ", ".join(map(str, strongest)))
                for c in captions)
     assert any("k = 5, 10, 20, 30 (trained with k = 10)" in c for c in captions)
@@ -353,24 +310,25 @@ def test_contractive_page_draws_the_jacobian_norm_and_compares_with_a_plain_auto
     at.button(key="panel.contractive.start").click().run()
     button = at.button(key="contractive.train_baseline")
     assert button.disabled  # not while training
-    _run_until_stopped(at, "contractive")
-    _no_exception(at)
-    session = _session(at, "contractive")
+    run_until_stopped(at, "contractive", MAX_RUNS)
+    no_exception(at)
+    session = session_of(at, "contractive")
     assert session.status == "finished"
 
-    jacobian = next(f for f in _figures(at) if any("J<sub>f</sub>" in (t.get("name") or "") for t in f["data"]))
+    jacobian = next(f for f in chart_specs(at) if any("J<sub>f</sub>" in (t.get("name") or "") for t in f["data"]))
     train = [r for r in session.history if r["kind"] == "train"]
     line = next(t for t in jacobian["data"] if t["name"].startswith("train"))
-    np.testing.assert_allclose(_values(line["y"]), [r["contractive"] / session.config.lam for r in train], rtol=1e-6)
+    np.testing.assert_allclose(plotly_array(line["y"]), [r["contractive"] / session.config.lam for r in train],
+                               rtol=1e-6)
 
     def sensitivity_lines():
-        fig = next(f for f in _figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "")
+        fig = next(f for f in chart_specs(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "")
                    .startswith("perturbation size"))
         return [t["name"] for t in fig["data"]]
 
     assert sensitivity_lines() == ["contractive (λ = 0.1)"]
     at.button(key="contractive.train_baseline").click().run()
-    _no_exception(at)
+    no_exception(at)
     baseline = at.session_state["contractive.baseline"]["trainer"]
     assert baseline.variant == "ae" and baseline.done and baseline.epoch == 1
     assert baseline.config.code_size == 144 and baseline.config.hidden_sizes == ()

@@ -7,9 +7,7 @@ tests/test_app.py). Models are tiny (16 hidden units, one epoch) so the whole fi
 
 from __future__ import annotations
 
-import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +17,20 @@ from streamlit.elements.plotly_chart import PlotlyChartSelectionSerde
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import (
+    chart_spec,
+    chart_title,
+    fill_form,
+    image_captions,
+    no_exception,
+    open_page,
+    plotly_array,
+    session_of,
+    train_to_the_end,
+)
 from vaelab import analysis, plots
-from vaelab.ui.session import TrainingSession, session_key
 from vaelab.variants import build_model, get_variant
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 60
 MAX_RUNS = 200
 D = 12  # tiny images for the unit tests
 
@@ -40,65 +46,23 @@ def seeded_draws(n: int, d: int, temperature: float, seed: int) -> torch.Tensor:
     return temperature * torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _session(at: AppTest, variant: str) -> TrainingSession:
-    return at.session_state[session_key(variant)]
-
-
 def _page(variant: str, latent_dim: int = 2, chunk_steps: int | None = 10) -> AppTest:
     """The app on the variant's page with a tiny one-epoch model (40 steps of 100 images) typed into the form."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page(f"pages/{variant}.py").run()
-    _no_exception(at)
-    _session(at, variant).chunk_steps = chunk_steps
-    at.text_input(key=f"cfg.{variant}.hidden_sizes").set_value("16")
-    at.number_input(key=f"cfg.{variant}.latent_dim").set_value(latent_dim)
-    at.number_input(key=f"cfg.{variant}.epochs").set_value(1)
-    at.number_input(key=f"cfg.{variant}.batch_size").set_value(100)
+    at = open_page(f"pages/{variant}.py")
+    session_of(at, variant).chunk_steps = chunk_steps
+    fill_form(at, variant, {"hidden_sizes": "16", "latent_dim": latent_dim, "epochs": 1, "batch_size": 100})
     return at
 
 
-def _train_to_the_end(at: AppTest, variant: str) -> list[int]:
-    """Press Start and run until the run stops; returns the history length after each run."""
-    at.button(key=f"panel.{variant}.start").click().run()
-    session, lengths = _session(at, variant), []
-    for _ in range(MAX_RUNS):
-        lengths.append(len(session.history))
-        if not session.running:
-            break
-        at.run()
-    _no_exception(at)
-    assert session.status == "finished", session.message
-    return lengths
-
-
 def _chart(at: AppTest, title_part: str):
-    found = [c for c in at.get("plotly_chart") if title_part in (_spec(c)["layout"].get("title") or {}).get("text", "")]
+    found = [c for c in at.get("plotly_chart") if title_part in chart_title(chart_spec(c))]
     assert found, f"no chart titled with {title_part!r}"
     return found[-1]
 
 
-def _spec(chart) -> dict:
-    return json.loads(chart.proto.spec)
-
-
-def _array(value) -> np.ndarray:
-    """A Plotly JSON array: a plain list, or {"dtype", "bdata": base64} as Plotly 6+ writes numpy arrays."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
-
-
 def _customdata(chart) -> np.ndarray:
     """The customdata (test-sample row) of every point on a latent map, over all its traces."""
-    return np.concatenate([_array(trace["customdata"]) for trace in _spec(chart)["data"]])
-
-
-def _image_captions(at: AppTest) -> list[str]:
-    return [caption for image in at.image for caption in image.captions]
+    return np.concatenate([plotly_array(trace["customdata"], dtype=None) for trace in chart_spec(chart)["data"]])
 
 
 def _click_point(at: AppTest, chart, point: int) -> None:
@@ -212,8 +176,8 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     at = _page("vae")
     assert "cfg.vae.beta" not in {w.key for w in at.number_input}  # beta is the page's slider, not a form field
     at.slider(key="cfg.vae.beta").set_value(2.0).run()
-    lengths = _train_to_the_end(at, "vae")
-    session = _session(at, "vae")
+    lengths = train_to_the_end(at, "vae", MAX_RUNS)
+    session = session_of(at, "vae")
     assert len(lengths) >= 4 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
     assert session.trainer.config.beta == 2.0 and at.slider(key="cfg.vae.beta").disabled
     for row in session.history:
@@ -226,9 +190,9 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     assert any("z^{(l)} = \\mu + \\sigma \\odot \\varepsilon" in x.value for x in at.latex)
 
     chart = _chart(at, "Posterior means of 1,000 test images")
-    assert len(_spec(chart)["data"]) == 10  # one trace per digit
+    assert len(chart_spec(chart)["data"]) == 10  # one trace per digit
     assert sorted(_customdata(chart)) == list(range(1000))  # every test image, each with its row index
-    captions = _image_captions(at)
+    captions = image_captions(at)
     for start in ("Top to bottom: test images, reconstructions", "Picked: test image #0", "Manifold: each tile",
                   "Decoded z = τ · ε", "Left: test image A", "Left: test image #0", "Row k sweeps z_k"):
         assert any(c.startswith(start) for c in captions), start
@@ -237,63 +201,63 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     traversal = [s for s in at.slider if s.key and s.key.startswith("vae.trav.")]
     assert len(traversal) == 2  # one slider per latent dimension
     traversal[0].set_value(2.5).run()
-    _no_exception(at)
-    assert any("the sliders' z = (2.50, " in c for c in _image_captions(at))
+    no_exception(at)
+    assert any("the sliders' z = (2.50, " in c for c in image_captions(at))
     at.slider(key="vae.temperature").set_value(0.5).run()
     at.button(key="vae.regenerate").click().run()
-    assert any("τ = 0.5 (draw #1" in c for c in _image_captions(at))
+    assert any("τ = 0.5 (draw #1" in c for c in image_captions(at))
 
     _click_point(at, _chart(at, "Posterior means"), 37)  # a click on the map picks test image #37
-    _no_exception(at)
+    no_exception(at)
     label = int(session.data.test.labels[37])
-    assert any(c.startswith(f"Picked: test image #37 (a {label})") for c in _image_captions(at))
+    assert any(c.startswith(f"Picked: test image #37 (a {label})") for c in image_captions(at))
 
     at.button(key="panel.vae.save").click().run()  # beta travels with the checkpoint back into the slider
     at.button(key="panel.vae.reset").click().run()
     at.slider(key="cfg.vae.beta").set_value(0.5).run()
     assert not at.slider(key="cfg.vae.beta").disabled
     at.button(key="panel.vae.load").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert session.config.beta == 2.0 and at.slider(key="cfg.vae.beta").value == 2.0
 
 
 def test_vae_page_draws_a_tsne_map_and_one_traversal_slider_per_dimension_for_a_wider_latent():
     at = _page("vae", latent_dim=3, chunk_steps=None)
     at.run()
-    _train_to_the_end(at, "vae")
-    session = _session(at, "vae")
+    train_to_the_end(at, "vae", MAX_RUNS)
+    session = session_of(at, "vae")
     assert not [c for c in at.get("plotly_chart") if "Posterior means" in c.proto.spec]  # no 2-D map for d = 3
     assert len([s for s in at.slider if s.key and s.key.startswith("vae.trav.")]) == 3
     at.select_slider(key="vae.tsne_n").set_value(500).run()
     at.button(key="vae.tsne_draw").click().run()
-    _no_exception(at)
+    no_exception(at)
     chart = _chart(at, f"t-SNE of 500 test codes (step {session.step})")
     assert sorted(_customdata(chart)) == list(range(500))
     _click_point(at, chart, 4)  # point 4 of 500 evenly spaced test images is test image #8
-    assert any(c.startswith("Picked: test image #8 ") for c in _image_captions(at))
+    assert any(c.startswith("Picked: test image #8 ") for c in image_captions(at))
 
 
 # ---------------------------------------------------------------- the conditional VAE page
 def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_samples():
     at = _page("cvae")
     at.run()
-    lengths = _train_to_the_end(at, "cvae")
-    session = _session(at, "cvae")
+    lengths = train_to_the_end(at, "cvae", MAX_RUNS)
+    session = session_of(at, "cvae")
     assert len(lengths) >= 4 and all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
     assert any("\\mathbb{E}_{q(z\\mid x, y)}" in x.value for x in at.latex)
     assert any("−ELBO when β = 1" in c.value for c in at.caption)
 
     chart = _chart(at, "Posterior means given the true labels")
     assert sorted(_customdata(chart)) == list(range(1000))
-    captions = _image_captions(at)
+    captions = image_captions(at)
     for start in ("Picked: test image #0", "The same μ decoded with each label", "Digit x style",
                   "32 samples of the digit 0", "The style manifold of the digit 0"):
         assert any(c.startswith(start) for c in captions), start
 
     at.segmented_control(key="cvae.digit").set_value(7).run()
     at.slider(key="cvae.n_styles").set_value(5).run()
-    _no_exception(at)
-    captions = _image_captions(at)
+    no_exception(at)
+    captions = image_captions(at)
     assert any(c.startswith("32 samples of the digit 7") for c in captions)
     assert any(c.startswith("The style manifold of the digit 7") for c in captions)
     grid = analysis.digit_style_grid(session.model, 5)
@@ -303,4 +267,4 @@ def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_
     _click_point(at, _chart(at, "given the true labels"), 12)
     label = int(session.data.test.labels[12])
     assert any(c.startswith(f"Picked: test image #12 (a {label}) · its decoding from μ given y = {label}")
-               for c in _image_captions(at))
+               for c in image_captions(at))

@@ -25,39 +25,30 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO
+from tests.helpers import (
+    TIMEOUT,
+    mnist_5k_subset,
+    new_app,
+    no_exception,
+    open_page,
+    run_until_stopped,
+    session_of,
+    set_form,
+)
 from vaelab import cli, data, training
 from vaelab.checkpoints import CheckpointError, list_checkpoints, load_checkpoint, save_trainer
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle, load_data
 from vaelab.training import Trainer
 from vaelab.ui import sidebar
-from vaelab.ui.session import MAX_RESULTS_PER_NAME, TrainingSession, session_key
+from vaelab.ui.session import MAX_RESULTS_PER_NAME
 from vaelab.variants import get_variant
-
-APP = str(REPO / "app.py")
-TIMEOUT = 60
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _session(at: AppTest, variant: str = "ae") -> TrainingSession:
-    return at.session_state[session_key(variant)]
-
-
 def _ae_page(chunk_steps: int | None = 5, **form) -> AppTest:
     """The app on the Autoencoder page; ``form`` sets widgets of the generated form (field -> value)."""
-    at = _app().run()
-    at.switch_page("pages/ae.py").run()
-    _no_exception(at)
-    _session(at).chunk_steps = chunk_steps
-    _fill(at, "ae", {"hidden_sizes": "16", "code_size": 2, **form})
-    return at
+    return set_form(open_page("pages/ae.py"), "ae", {"hidden_sizes": "16", "code_size": 2, **form}, chunk_steps,
+                    errors_allowed=True)
 
 
 def _panel_script(variant: str) -> None:
@@ -69,31 +60,17 @@ def _panel_script(variant: str) -> None:
 
 def _panel(variant: str, chunk_steps: int | None = 5, **form) -> AppTest:
     at = AppTest.from_function(_panel_script, args=(variant,), default_timeout=TIMEOUT).run()
-    _no_exception(at)
-    _session(at, variant).chunk_steps = chunk_steps
-    _fill(at, variant, form)
-    return at
+    no_exception(at)
+    return set_form(at, variant, form, chunk_steps, errors_allowed=True)
 
 
-def _fill(at: AppTest, variant: str, values: dict) -> None:
-    for name, value in values.items():
-        key = f"cfg.{variant}.{name}"
-        if isinstance(value, str) and name == "hidden_sizes":
-            at.text_input(key=key).set_value(value)
-        elif isinstance(value, str):
-            at.selectbox(key=key).set_value(value)
-        else:
-            at.number_input(key=key).set_value(value)
-    at.run()
-    _no_exception(at)
-
-
-def _run_until_stopped(at: AppTest, variant: str, max_runs: int = 200) -> None:
-    for _ in range(max_runs):
-        if not _session(at, variant).running:
-            return
-        at.run()
-    raise AssertionError(f"still running after {max_runs} runs")
+def _run_together(target, args_per_thread: list[tuple]) -> None:
+    """One thread per args tuple, all started before any is joined; returns when all have finished."""
+    threads = [threading.Thread(target=target, args=args) for args in args_per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -106,10 +83,7 @@ def _all_finite(model: torch.nn.Module) -> bool:
 
 @pytest.fixture(scope="module")
 def small() -> DataBundle:
-    full = load_data("mnist-5k")
-    return DataBundle(Split(full.train.images[:300], full.train.labels[:300], "mnist-5k"),
-                      Split(full.test.images[:60], full.test.labels[:60], "mnist-5k"), full.image_shape,
-                      full.n_classes)
+    return mnist_5k_subset(300, 60)
 
 
 def _tiny(variant: str, **overrides):
@@ -188,7 +162,7 @@ def test_the_form_names_a_bad_field_and_nothing_trains(variant, values, label, f
     assert errors[0].startswith(f"**{label}** (`{field}`): must be") and allowed in errors[0]
     assert at.button(key=f"panel.{variant}.start").disabled
     at.run()
-    assert _session(at, variant).status == "idle" and _session(at, variant).trainer is None
+    assert session_of(at, variant).status == "idle" and session_of(at, variant).trainer is None
 
 
 CLAMP_RULES = [  # (variant, field, typed value, value the widget keeps, range in its help)
@@ -213,22 +187,22 @@ def test_a_bounded_widget_never_passes_an_out_of_range_value(variant, field, typ
     assert widget.value == kept and f"Allowed: {allowed}" in widget.help
     assert not at.error
     if variant == "ae":  # a run started now uses the kept value
-        _session(at).chunk_steps = 1
+        session_of(at).chunk_steps = 1
         at.button(key="panel.ae.start").click().run()
-        assert getattr(_session(at).trainer.config, field) == kept
+        assert getattr(session_of(at).trainer.config, field) == kept
 
 
 def test_an_unknown_dataset_is_named_in_the_app_and_nothing_runs(monkeypatch):
     monkeypatch.setenv("VAELAB_DATASET", "imagenet")
-    at = _app().run()
-    _no_exception(at)
+    at = new_app().run()
+    no_exception(at)
     assert len(at.error) == 1 and "unknown data source 'imagenet'; allowed: mnist" in at.error[0].value
     assert not at.get("page_link") and not at.title  # st.stop: no page is drawn
 
     monkeypatch.setenv("VAELAB_DATASET", "mnist-5k")
-    at = _app().run()
+    at = new_app().run()
     at.text_input(key="vaelab.test_source").set_value("imagenet").run()
-    _no_exception(at)
+    no_exception(at)
     assert "unknown data source 'imagenet'" in at.sidebar.error[0].value
     assert any("test: mnist-5k (1,000)" in c.value for c in at.sidebar.caption)
 
@@ -238,9 +212,9 @@ def test_lr_10_in_the_app_pauses_with_a_message_restores_finite_weights_and_save
     """The VAE page's default network (144 hidden units) diverges within a few steps at lr = 10 (every seed)."""
     at = _panel("vae", chunk_steps=5, hidden_sizes="144", latent_dim=2, lr=10.0, epochs=2, batch_size=100)
     at.button(key="panel.vae.start").click().run()
-    _run_until_stopped(at, "vae")
-    _no_exception(at)
-    session = _session(at, "vae")
+    run_until_stopped(at, "vae", max_runs=200)
+    no_exception(at)
+    session = session_of(at, "vae")
     trainer = session.trainer
     assert session.status == "error" and trainer.step < trainer.total_steps
     assert any("Training stopped" in e.value and "lower the learning rate (lr=10)" in e.value for e in at.error)
@@ -262,7 +236,7 @@ def test_after_a_divergence_the_run_resumes_from_the_restored_weights_with_a_new
     at = _ae_page(chunk_steps=2, epochs=5)
     at.button(key="panel.ae.start").click().run()
     at.run()
-    session = _session(at)
+    session = session_of(at)
     trainer = session.trainer
     before, step = _weights(trainer.model), trainer.step
     real_loss = trainer.model.loss
@@ -273,7 +247,7 @@ def test_after_a_divergence_the_run_resumes_from_the_restored_weights_with_a_new
 
     monkeypatch.setattr(trainer.model, "loss", nan_loss)
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert session.status == "error" and trainer.step == step
     assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
     monkeypatch.undo()
@@ -286,7 +260,7 @@ def test_after_a_divergence_the_run_resumes_from_the_restored_weights_with_a_new
     at.number_input(key=lr_key).set_value(5e-4).run()
     at.button(key="panel.ae.recover").click().run()
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert session.status == "running" and trainer.step == step + 4 and trainer.error is None
     assert trainer.config.lr == 5e-4 and trainer.optimizer.param_groups[0]["lr"] == 5e-4
     assert at.number_input(key="cfg.ae.lr").value == 5e-4  # the read-only form shows the rate in use
@@ -444,11 +418,7 @@ def test_two_sessions_saving_one_new_name_at_once_one_wins_the_other_is_told(sma
         name = f"new-{round_}"
         outcomes[name] = []
         barrier = threading.Barrier(2)
-        threads = [threading.Thread(target=save, args=(i, name, barrier)) for i in (0, 1)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_together(save, [(i, name, barrier) for i in (0, 1)])
         kinds = sorted(kind for kind, _ in outcomes[name])
         assert kinds == ["refused", "saved"], outcomes[name]
         winner = next(i for kind, i in outcomes[name] if kind == "saved")
@@ -473,11 +443,7 @@ def test_trainers_in_two_threads_do_not_draw_from_each_others_random_stream(smal
         run(seed, None, alone)
     together: dict = {}
     barrier = threading.Barrier(2)
-    threads = [threading.Thread(target=run, args=(seed, barrier, together)) for seed in (1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_together(run, [(seed, barrier, together) for seed in (1, 2)])
     for seed in (1, 2):
         for name, value in alone[seed].items():
             assert torch.equal(together[seed][name], value), (seed, name)
@@ -492,7 +458,7 @@ def test_two_app_sessions_keep_separate_runs_and_share_whole_files():
     for _ in range(3):
         first.run()
         second.run()
-    a, b = _session(first), _session(second)
+    a, b = session_of(first), session_of(second)
     assert a is not b and a.trainer is not b.trainer
     assert (a.trainer.config.code_size, b.trainer.config.code_size) == (2, 3)
     assert (a.trainer.seed, b.trainer.seed) == (0, 7)
@@ -512,8 +478,8 @@ def test_two_app_sessions_keep_separate_runs_and_share_whole_files():
     second.button(key="panel.ae.save").click().run()
     assert "already exists" in second.warning[0].value
     second.button(key="panel.ae.overwrite_yes").click().run()
-    _no_exception(first)
-    _no_exception(second)
+    no_exception(first)
+    no_exception(second)
     stored = load_checkpoint(Path(os.environ["VAELAB_CHECKPOINT_DIR"]) / "ae" / "ours.pt")
     assert stored.config.code_size == 3 and stored.meta["steps"] == b.trainer.step
     assert a.trainer.config.code_size == 2  # the first session's run is untouched by the second's save
@@ -554,14 +520,14 @@ NETWORK_ERRORS = [pytest.param(e, id=type(e).__name__) for e in (
 def test_a_failed_download_falls_back_to_mnist_5k_and_says_why(offline_mnist, monkeypatch, error):
     offline_mnist(error)
     monkeypatch.setenv("VAELAB_DATASET", "mnist")
-    at = _app().run()
-    _no_exception(at)
+    at = new_app().run()
+    no_exception(at)
     notices = [w.value for w in at.sidebar.warning]
     assert len(notices) == 1 and "could not download data source 'mnist'" in notices[0]
     assert "`mnist-5k`" in notices[0] and str(error).split("]")[-1].strip()[:10] in notices[0]
     assert any("Train: mnist-5k (4,000 images)" in c.value for c in at.sidebar.caption)
     at.switch_page("pages/ae.py").run()
-    _no_exception(at)
+    no_exception(at)
     assert not at.button(key="panel.ae.start").disabled  # the lab works on the fallback
 
 
@@ -574,11 +540,11 @@ def test_a_checkpoint_of_an_unreachable_dataset_loads_on_the_fallback_and_says_s
     payload = torch.load(path, weights_only=True)
     payload["dataset"] = {"train": "mnist", "test": "mnist", "binarize": "none"}
     torch.save(payload, path)
-    at = _app().run()
+    at = new_app().run()
     at.switch_page("pages/ae.py").run()
     at.button(key="panel.ae.load").click().run()
-    _no_exception(at)
-    session = _session(at)
+    no_exception(at)
+    session = session_of(at)
     assert session.status == "paused" and session.step == 2
     assert any("could not download data source 'mnist'" in i.value for i in at.info)
 
@@ -604,14 +570,14 @@ def _widget_states(at: AppTest) -> int:
 def test_a_long_live_session_keeps_memory_history_and_state_bounded():
     at = _ae_page(chunk_steps=1, epochs=200)
     at.button(key="panel.ae.start").click().run()
-    session = _session(at)
+    session = session_of(at)
     for _ in range(20):  # warm up: every view drawn, caches filled
         at.run()
     gc.collect()
     rss0, figures0, widgets0 = _rss_mb(), _live_figures(), _widget_states(at)
     for _ in range(100):
         at.run()
-    _no_exception(at)
+    no_exception(at)
     gc.collect()
     trainer = session.trainer
     assert session.running and trainer.step == 121 and session.redraws >= 120

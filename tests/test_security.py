@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO
+from tests.helpers import mnist_5k_subset, new_app, no_exception, open_page
 from vaelab import checkpoints
 from vaelab.checkpoints import (
     MAX_UPLOAD_MB,
@@ -31,33 +31,16 @@ from vaelab.checkpoints import (
     save_trainer,
 )
 from vaelab.config import ConfigError
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle
 from vaelab.training import Trainer
 from vaelab.ui import checkpoint_panel
 from vaelab.ui.session import session_key
 from vaelab.variants import get_variant
 
-APP = str(REPO / "app.py")
-TIMEOUT = 60
 UPLOAD = "panel.ae.upload"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _ae_page() -> AppTest:
-    at = _app().run()
-    at.switch_page("pages/ae.py").run()
-    _no_exception(at)
-    return at
-
-
 def _ckpt_root() -> Path:
     return Path(os.environ["VAELAB_CHECKPOINT_DIR"])
 
@@ -68,10 +51,7 @@ def _files_under(folder: Path) -> set[Path]:
 
 @pytest.fixture(scope="module")
 def small() -> DataBundle:
-    full = load_data("mnist-5k")
-    return DataBundle(Split(full.train.images[:200], full.train.labels[:200], "mnist-5k"),
-                      Split(full.test.images[:50], full.test.labels[:50], "mnist-5k"), full.image_shape,
-                      full.n_classes)
+    return mnist_5k_subset(200, 50)
 
 
 def _trainer(data: DataBundle, variant: str = "ae", seed: int = 0, **overrides) -> Trainer:
@@ -145,11 +125,11 @@ def test_the_malicious_file_really_runs_code_when_unpickled_unsafely(tmp_path, l
 @pytest.mark.parametrize("legacy", [False, True], ids=["torch-zip", "plain-pickle"])
 def test_an_uploaded_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path, legacy):
     marker = tmp_path / "ran.txt"
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     before = _files_under(_ckpt_root())
     at.file_uploader(key=UPLOAD).set_value(("evil.pt", _malicious(marker, legacy), "application/octet-stream"))
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert not marker.exists()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("Not uploaded: upload 'evil.pt'")
@@ -159,9 +139,9 @@ def test_an_uploaded_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_
 
 
 def test_a_good_upload_is_stored_selected_loadable_and_downloadable(good_bytes):
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     at.file_uploader(key=UPLOAD).set_value(("from a friend.pt", good_bytes, "application/octet-stream")).run()
-    _no_exception(at)
+    no_exception(at)
     stored = _ckpt_root() / "ae" / "from-a-friend.pt"
     assert stored.read_bytes() == good_bytes
     assert any("Uploaded `from-a-friend`" in s.value for s in at.success)
@@ -171,13 +151,13 @@ def test_a_good_upload_is_stored_selected_loadable_and_downloadable(good_bytes):
     assert len(download) == 1 and not download[0].disabled
     assert checkpoint_bytes(stored) == good_bytes  # what the download button serves
     at.button(key="panel.ae.load").click().run()
-    _no_exception(at)
+    no_exception(at)
     session = at.session_state[session_key("ae")]
     assert session.model is not None and session.step == 2
 
 
 def test_an_upload_of_another_variant_or_an_existing_name_is_refused(good_bytes, vae_bytes):
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     at.file_uploader(key=UPLOAD).set_value(("v.pt", vae_bytes, "application/octet-stream")).run()
     assert "holds a 'vae' model, not 'ae'" in at.error[0].value
     assert not (_ckpt_root() / "ae" / "v.pt").exists()
@@ -187,17 +167,17 @@ def test_an_upload_of_another_variant_or_an_existing_name_is_refused(good_bytes,
     at.file_uploader(key=UPLOAD).set_value(("same.pt", vae_bytes[:100] + good_bytes, "x")).run()
     assert "already exists" in at.error[0].value
     assert (_ckpt_root() / "ae" / "same.pt").read_bytes() == good_bytes
-    _no_exception(at)
+    no_exception(at)
 
 
 def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(monkeypatch, good_bytes):
     monkeypatch.setattr(checkpoint_panel, "MAX_UPLOAD_MB", 1)
     read = []
     monkeypatch.setattr(checkpoint_panel, "store_upload", lambda *a, **k: read.append(a) or (None, "read"))
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     big = good_bytes + b"\0" * (1024 * 1024)
     at.file_uploader(key=UPLOAD).set_value(("big.pt", big, "application/octet-stream")).run()
-    _no_exception(at)
+    no_exception(at)
     assert "at most 1 MB" in at.error[0].value and read == []
     assert at.get("file_uploader")[0].proto.max_upload_size_mb == 1  # the browser is told the same limit
 
@@ -228,7 +208,7 @@ BAD_NAMES = ["../escaped", "../../escaped", "a/b", "a\\b", "..\\escaped", "/tmp/
 def test_names_with_separators_or_dotdot_are_refused_in_the_save_box(tmp_path, monkeypatch):
     root = tmp_path / "lab" / "checkpoints"
     monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(root))
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     at.session_state[session_key("ae")].chunk_steps = 1
     at.text_input(key="cfg.ae.hidden_sizes").set_value("8").run()
     at.button(key="panel.ae.start").click().run()
@@ -236,7 +216,7 @@ def test_names_with_separators_or_dotdot_are_refused_in_the_save_box(tmp_path, m
     for name in BAD_NAMES:
         at.text_input(key="panel.ae.save_name").set_value(name).run()
         at.button(key="panel.ae.save").click().run()
-        _no_exception(at)
+        no_exception(at)
         message = at.error[0].value
         assert message.startswith("Not saved: checkpoint name") and ("must not" in message), (name, message)
     assert _files_under(tmp_path) == set()  # nothing anywhere, inside or outside checkpoints/
@@ -261,10 +241,10 @@ def test_names_with_separators_or_dotdot_are_refused_by_the_api(small, good_byte
 def test_an_upload_named_with_a_path_is_refused_in_the_app(tmp_path, monkeypatch, good_bytes):
     root = tmp_path / "lab" / "checkpoints"
     monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(root))
-    at = _ae_page()
+    at = open_page("pages/ae.py")
     for name in ("../escaped.pt", "..\\escaped.pt", "sub/inner.pt"):
         at.file_uploader(key=UPLOAD).set_value((name, good_bytes, "application/octet-stream")).run()
-        _no_exception(at)
+        no_exception(at)
         assert "must not contain" in at.error[0].value, name
     assert _files_under(tmp_path) == set()
 
@@ -312,10 +292,10 @@ def test_broken_checkpoints_are_marked_unreadable_and_the_app_keeps_running(good
     for name, (data, _) in broken.items():
         (folder / f"{name}.pt").write_bytes(data)
     (folder / "good.pt").write_bytes(good_bytes)
-    at = _app().run()
+    at = new_app().run()
     with pytest.warns(UserWarning, match="broken checkpoint"):
         at.switch_page("pages/ae.py").run()
-    _no_exception(at)
+    no_exception(at)
     choice = at.selectbox(key="panel.ae.load_choice")
     labels = {label.split(" · ")[0]: label for label in choice.options}  # AppTest lists the formatted labels
     assert set(labels) == {*broken, "good"}
@@ -326,7 +306,7 @@ def test_broken_checkpoints_are_marked_unreadable_and_the_app_keeps_running(good
 
     for name in broken:  # choosing a broken file: Load and Download are off, and a load by hand explains
         choice.set_value(str(folder / f"{name}.pt")).run()
-        _no_exception(at)
+        no_exception(at)
         assert at.button(key="panel.ae.load").disabled and at.get("download_button")[0].disabled, name
         error = checkpoint_panel.load_into_session("ae", folder / f"{name}.pt", "cfg.ae")
         assert error and str(folder / f"{name}.pt") in error, name

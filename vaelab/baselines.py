@@ -1,4 +1,5 @@
-"""Reference models for comparisons: a plain autoencoder of the same size as a variant, trained on demand.
+"""Reference models for comparisons: a plain autoencoder of the same size as a variant, trained on demand, and the
+chunked training loop every model trained beside a page's own uses (``train_to_the_end``).
 
     trainer = train_plain_autoencoder(contractive_config, data, seed=0, epochs=3, on_progress=update_bar)
 
@@ -35,6 +36,13 @@ def train_plain_autoencoder(config: BaseConfig, data: DataBundle, seed: int = 0,
     A run that diverges stops early with ``trainer.error`` set, as the Trainer does.
     """
     trainer = Trainer("ae", plain_autoencoder_config(config, epochs), data, seed=seed, device=device)
+    return train_to_the_end(trainer, on_progress, chunk_seconds)
+
+
+def train_to_the_end(trainer: Trainer, on_progress: Callable[[Trainer], None] | None = None,
+                     chunk_seconds: float = 0.25) -> Trainer:
+    """Advance ``trainer`` in chunks of about ``chunk_seconds`` until it is done or stops on a non-finite loss
+    (``trainer.error`` set); ``on_progress(trainer)`` runs after every chunk. Returns the trainer."""
     while not trainer.done and trainer.error is None:
         trainer.advance(max_seconds=chunk_seconds)
         if on_progress is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaelab.baselines import train_to_the_end
 from vaelab.checkpoints import CheckpointError, load_checkpoint
 from vaelab.config import BaseConfig
 from vaelab.data import DataBundle
@@ -57,13 +58,9 @@ def train_gaussian_vae(config: vae.Config, data: DataBundle, seed: int = 0, devi
     """Train a Gaussian VAE for ``config.epochs`` epochs, calling ``on_progress(trainer)`` after every chunk.
 
     Raises RuntimeError when training stops on a non-finite loss."""
-    trainer = Trainer("vae", config, data, seed=seed, device=device)
-    while not trainer.done:
-        trainer.advance(max_seconds=chunk_seconds)
-        if trainer.error is not None:
-            raise RuntimeError(f"the Gaussian VAE stopped training: {trainer.error}")
-        if on_progress is not None:
-            on_progress(trainer)
+    trainer = train_to_the_end(Trainer("vae", config, data, seed=seed, device=device), on_progress, chunk_seconds)
+    if trainer.error is not None:
+        raise RuntimeError(f"the Gaussian VAE stopped training: {trainer.error}")
     trainer.model.eval()
     epochs = trainer.epoch
     return Companion(trainer.model, config, f"trained here ({epochs} epoch{'s' if epochs != 1 else ''})",

@@ -26,6 +26,8 @@ Modules:
     session         TrainingSession (model, history, config, data, step, status), ``model_cached``, ``run_model``
     controls / live_view / checkpoint_panel   the panel's parts (buttons, live fragment, save / load)
     images          ``show_image_rows`` (rows of digits), ``show_picture`` (filter grids, manifolds)
+    latent_views    cached test codes, clickable latent map + picked image, ELBO split table, t-SNE on request
+    layout          ``side_by_side(session, *views)``, ``train_under_progress_bar`` (a companion model in place)
     explain         ``what_you_are_seeing(markdown, latex_list)``
     pages           the page table used by ``app.py`` and the Home page
 """

@@ -40,23 +40,22 @@ class TrainingSession:
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
 
     # -- what pages read ----------------------------------------------------------------------------------
+    def _of_run(self, name: str, default: Any) -> Any:
+        """The trainer's ``name`` (model, history, config), else the checkpoint's, else ``default``."""
+        source = self.trainer if self.trainer is not None else self.checkpoint
+        return getattr(source, name) if source is not None else default
+
     @property
     def model(self) -> Variant | None:
-        if self.trainer is not None:
-            return self.trainer.model
-        return self.checkpoint.model if self.checkpoint is not None else None
+        return self._of_run("model", None)
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        if self.trainer is not None:
-            return self.trainer.history
-        return self.checkpoint.history if self.checkpoint is not None else []
+        return self._of_run("history", [])
 
     @property
     def config(self) -> BaseConfig | None:
-        if self.trainer is not None:
-            return self.trainer.config
-        return self.checkpoint.config if self.checkpoint is not None else None
+        return self._of_run("config", None)
 
     @property
     def data(self) -> DataBundle | None:

