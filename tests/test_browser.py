@@ -1,7 +1,8 @@
 """One real-browser test: the app served by ``streamlit run`` and driven by Playwright in Debian's headless Chromium.
 
-From the root URL, open the Sparse autoencoder page through its sidebar link, press Start, and see the live loss
-chart (a Plotly chart with lines) and the filter grid appear. A failing run leaves a screenshot and the server's
+From the root URL, open a page through its sidebar link, press Start, and see the live loss chart (a Plotly chart
+with lines) and the page's picture appear: the filter grid on the Sparse autoencoder page, the latent map of test
+codes on the VAE page. A failing run leaves a screenshot and the server's
 log in ``test-artifacts/``. Skipped where /usr/bin/chromium or the playwright package is missing.
 """
 
@@ -90,33 +91,59 @@ def app_server(tmp_path):
             server.wait()
 
 
-def test_sparse_page_trains_live_in_headless_chromium(app_server):
+def _open_from_root_and_start(page, url: str, title: str) -> None:
+    """From the root URL, click the page's sidebar link and press Start."""
+    page.goto(f"{url}/")  # the root: a deep link as first request once showed the legacy pages
+    page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)  # app.py ran: its navigation is up
+    page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=WAIT_MS)  # Home is drawn
+    page.wait_for_timeout(1000)  # let Home's first run end before navigating
+    sidebar = page.locator('[data-testid="stSidebarNav"]')
+    sidebar.locator("a").filter(has=page.get_by_text(title, exact=True)).click()
+    page.get_by_role("heading", name=title).wait_for(timeout=WAIT_MS)
+    start = page.get_by_role("button", name="Start")
+    start.wait_for(timeout=WAIT_MS)
+    start.click()
+
+
+def _loss_chart_drawn(page) -> None:
+    loss_chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="train · reconstruction")
+    loss_chart.locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
+
+
+def _in_browser(app_server, name: str, check) -> None:
+    """Run ``check(page)`` in headless Chromium; on failure keep a screenshot and the server log."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         try:
-            page.goto(f"{app_server.url}/")  # the root: a deep link as first request once showed the legacy pages
-            page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)  # app.py ran: its navigation is up
-            page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=WAIT_MS)  # Home is drawn
-            page.wait_for_timeout(1000)  # let Home's run end: a click mid-run reset the sidebar's dataset choice
-            sidebar = page.locator('[data-testid="stSidebarNav"]')
-            sidebar.locator("a").filter(has=page.get_by_text("Sparse autoencoder", exact=True)).click()
-            page.get_by_role("heading", name="Sparse autoencoder").wait_for(timeout=WAIT_MS)
-
-            start = page.get_by_role("button", name="Start")
-            start.wait_for(timeout=WAIT_MS)
-            start.click()
-
-            loss_chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="train · reconstruction")
-            loss_chart.locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
-            page.wait_for_function(FILTER_GRID_LOADED, timeout=WAIT_MS)  # live redraws replace the <img> often
-            assert "mnist-5k" in page.get_by_text("Train:").inner_text()
+            check(page)
         except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "test_browser-sparse.png"), full_page=True)
-            shutil.copyfile(app_server.log, ARTIFACTS / "test_browser-streamlit.log")
+            page.screenshot(path=str(ARTIFACTS / f"test_browser-{name}.png"), full_page=True)
+            shutil.copyfile(app_server.log, ARTIFACTS / f"test_browser-{name}-streamlit.log")
             raise
         finally:
             browser.close()
+
+
+def test_sparse_page_trains_live_in_headless_chromium(app_server):
+    def check(page):
+        _open_from_root_and_start(page, app_server.url, "Sparse autoencoder")
+        _loss_chart_drawn(page)
+        page.wait_for_function(FILTER_GRID_LOADED, timeout=WAIT_MS)  # live redraws replace the <img> often
+        assert "mnist-5k" in page.get_by_text("Train:").inner_text()
+
+    _in_browser(app_server, "sparse", check)
+
+
+def test_vae_page_trains_and_draws_its_latent_map_in_headless_chromium(app_server):
+    def check(page):
+        _open_from_root_and_start(page, app_server.url, "Variational autoencoder")
+        _loss_chart_drawn(page)
+        latent_map = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Posterior means")
+        latent_map.locator("path.point").first.wait_for(state="visible", timeout=WAIT_MS)
+        assert latent_map.locator("path.point").count() >= 500  # the test codes, coloured by digit
+
+    _in_browser(app_server, "vae", check)
