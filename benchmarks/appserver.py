@@ -109,3 +109,49 @@ def open_page(page, url: str, title: str, timeout_ms: int = 60_000) -> None:
     sidebar_link(page, title).wait_for(timeout=timeout_ms)
     sidebar_link(page, title).click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
+
+
+def _stat(pid: int) -> tuple[int, str, float] | None:
+    """(parent pid, command name, CPU seconds used) of a process, from /proc/<pid>/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and all its living descendants."""
+    stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][2]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def browser_pids() -> list[int]:
+    """Chromium processes started by this Python process (through Playwright's driver)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and (s := _stat(int(p.name))) and "chrom" in s[1].lower():
+            parent = s[0]
+            while parent > 1:
+                if parent == os.getpid():
+                    out.append(int(p.name))
+                    break
+                up = _stat(parent)
+                parent = up[0] if up else 0
+    return out
+
+
+def browser_cpu() -> float:
+    return sum(_stat(pid)[2] for pid in browser_pids() if _stat(pid))

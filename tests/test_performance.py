@@ -1,0 +1,116 @@
+"""Performance settings: the Trainer's opt-in bfloat16 precision, the app's OpenMP wait policy (set before torch
+loads) and the live view's short first chunk. The figures themselves come from benchmarks/, never from tests."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import mnist_5k_subset
+from vaelab.data import DataBundle
+from vaelab.training import Trainer
+from vaelab.ui.live_view import FIRST_CHUNK_SECONDS, chunk_budget
+from vaelab.ui.session import TrainingSession
+from vaelab.variants import get_variant
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataBundle:
+    return mnist_5k_subset(600, 200)
+
+
+def tiny_vae(**overrides):
+    values = {"hidden_sizes": (32,), "latent_dim": 4, "batch_size": 50, "epochs": 3, "lr": 3e-3, **overrides}
+    return get_variant("vae").config_cls(**values)
+
+
+# -- bfloat16, opt-in ---------------------------------------------------------------------------------------------
+def test_precision_must_be_one_of_the_known_names(digits):
+    with pytest.raises(ValueError, match="precision: must be one of float32, bfloat16"):
+        Trainer("vae", tiny_vae(), digits, precision="float16")
+    assert Trainer("vae", tiny_vae(), digits).precision == "float32"  # the default stays exact
+
+
+@pytest.mark.parametrize("precision, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_the_forward_pass_runs_in_the_chosen_precision_and_the_weights_stay_float32(digits, precision, dtype):
+    trainer = Trainer("vae", tiny_vae(), digits, precision=precision)
+    seen = []
+    first = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    trainer.advance(max_steps=1)
+    trainer.evaluate(max_examples=10)
+    assert seen == [dtype, dtype]  # one training step, one evaluation batch
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_bfloat16_training_lowers_the_test_loss_about_as_far_as_float32(digits):
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        trainer = Trainer("vae", tiny_vae(), digits, seed=0, precision=precision)
+        before = trainer.evaluate()["total"]
+        trainer.run()
+        tests = [row["total"] for row in trainer.history if row["kind"] == "test"]
+        assert trainer.error is None and tests[-1] < 0.9 * before
+        losses[precision] = tests[-1]
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.03)
+
+
+# -- the app's OpenMP settings ----------------------------------------------------------------------------------
+def test_app_sets_openmp_threads_and_passive_waiting_before_anything_can_load_torch(monkeypatch):
+    """Both variables are read once, when torch's OpenMP runtime starts: they must come before every other import.
+    Run as the app runs them, they leave one core for the browser (at least one thread) and keep a user's choice."""
+    body = ast.parse(APP.read_text()).body
+    settings = [i for i, node in enumerate(body) if "OMP_" in ast.unparse(node)]
+    assert settings == list(range(settings[0], settings[0] + 2))
+    imported_before = [alias.name for node in body[:settings[0]] if isinstance(node, ast.Import | ast.ImportFrom)
+                       for alias in node.names]
+    assert imported_before == ["os"]
+    code = compile(ast.Module(body=body[:settings[-1] + 1], type_ignores=[]), str(APP), "exec")
+    for cores, threads in ((1, "1"), (2, "1"), (8, "7")):
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        exec(code, {})
+        assert os.environ["OMP_NUM_THREADS"] == threads and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    exec(code, {})
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+# -- the live view ---------------------------------------------------------------------------------------------
+def test_only_the_first_chunk_of_a_fresh_run_is_short(digits):
+    session = TrainingSession("vae")
+    session.trainer = Trainer("vae", tiny_vae(), digits)
+    assert chunk_budget(session, 0.3) == FIRST_CHUNK_SECONDS < 0.3
+    assert chunk_budget(session, 0.05) == 0.05  # never longer than asked
+    session.trainer.advance(max_steps=1)
+    assert chunk_budget(session, 0.3) == 0.3
+
+
+def test_the_live_fragment_trains_and_redraws_holding_the_process_wide_live_lock(monkeypatch):
+    """Two sessions' live views take turns (see LIVE_LOCK): each tick runs entirely under the lock."""
+    from tests.helpers import open_page
+    from vaelab.ui import live_view
+
+    held = []
+    tick = live_view._tick
+
+    def checked_tick(*args, **kwargs):
+        held.append(live_view.LIVE_LOCK.locked())
+        return tick(*args, **kwargs)
+
+    monkeypatch.setattr(live_view, "_tick", checked_tick)
+    at = open_page("pages/ae.py")
+    at.text_input(key="cfg.ae.hidden_sizes").set_value("16")
+    at.number_input(key="cfg.ae.code_size").set_value(2)
+    at.button(key="panel.ae.start").click().run()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(held) >= 3 and all(held)
+    assert not live_view.LIVE_LOCK.locked()  # released after every tick
