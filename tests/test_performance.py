@@ -114,3 +114,26 @@ def test_the_live_fragment_trains_and_redraws_holding_the_process_wide_live_lock
     assert not at.exception, [e.value for e in at.exception]
     assert len(held) >= 3 and all(held)
     assert not live_view.LIVE_LOCK.locked()  # released after every tick
+
+
+def test_the_loss_chart_draws_at_most_the_cap_of_train_rows_each_the_mean_of_its_group():
+    from vaelab.ui.live_view import drawn_history
+
+    history = []
+    for i in range(2500):
+        history.append({"kind": "train", "step": 20 * (i + 1), "epoch": i / 10, "samples_per_s": 5.0,
+                        "total": float(i), "kl": float(i % 7)})
+        if i % 10 == 9:
+            history.append({"kind": "test", "step": 20 * (i + 1), "epoch": (i + 1) / 10, "total": -float(i)})
+    short = history[:300]
+    assert drawn_history(short, max_train_rows=1000) is short
+
+    drawn = drawn_history(history, max_train_rows=1000)
+    train = [r for r in drawn if r["kind"] == "train"]
+    assert len(train) == 834  # groups of ceil(2500 / 1000) = 3 rows
+    assert [r for r in drawn if r["kind"] == "test"] == [r for r in history if r["kind"] == "test"]
+    first, last = train[0], train[-1]
+    assert first["total"] == 1.0 and first["epoch"] == pytest.approx(0.1) and first["step"] == 60
+    assert first["kl"] == pytest.approx((0 + 1 + 2) / 3)
+    assert last["total"] == 2499.0 and last["step"] == 50_000  # the last group holds one row
+    assert history[0]["total"] == 0.0  # the session's own history is not changed
