@@ -15,10 +15,20 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
-from vaelab.ui.pages import navigation_pages
-from vaelab.ui.sidebar import render_sidebar
+from vaelab.ui.pages import is_home, navigation_pages
+
+
+def render_sidebar() -> None:
+    from vaelab.ui.sidebar import render_sidebar  # imports torch and loads the dataset
+
+    render_sidebar()
+
 
 st.set_page_config(page_title="vaelab: autoencoders and VAEs", page_icon=":material/science:", layout="wide")
 page = st.navigation(navigation_pages())
-render_sidebar()
-page.run()
+if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
+    page.run()
+    render_sidebar()
+else:  # a variant page reads the sidebar's settings of this run
+    render_sidebar()
+    page.run()

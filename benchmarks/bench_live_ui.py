@@ -49,7 +49,6 @@ PAGES = {
     "ae": ("Autoencoder", {}),
 }
 EPOCHS = 500  # typed into the form: the run outlasts the measurement
-CHUNK_SECONDS = 0.3  # the panel's default chunk_seconds (the CLI worker trains in chunks of the same length)
 WAIT_MS = 60_000
 GOAL_FIRST_CURVE_S, GOAL_REDRAW_S, GOAL_THROUGHPUT = 1.0, 1.0, 0.8
 
@@ -82,6 +81,7 @@ def cli_worker(page: str, seconds: float) -> None:
     sys.path.insert(0, str(ROOT))
     from vaelab.data import load_data
     from vaelab.training import Trainer
+    from vaelab.ui.live_view import CHUNK_SECONDS  # the panel's chunks: the plain process trains in the same
     from vaelab.variants import get_variant
 
     overrides = PAGES[page][1]

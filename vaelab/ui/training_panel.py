@@ -18,7 +18,7 @@ import streamlit as st
 from vaelab.ui.checkpoint_panel import checkpoint_panel
 from vaelab.ui.config_form import config_form, default_prefix
 from vaelab.ui.controls import render_controls
-from vaelab.ui.live_view import ExtraViews, live_view
+from vaelab.ui.live_view import CHUNK_SECONDS, REFRESH_SECONDS, ExtraViews, live_view
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.sidebar import current_settings
 
@@ -29,7 +29,7 @@ def panel_prefix(variant_key: str) -> str:
 
 def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
                    defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
-                   n_images: int = 10, refresh_seconds: float = 0.5, chunk_seconds: float = 0.3,
+                   n_images: int = 10, refresh_seconds: float = REFRESH_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
                    show_reconstructions: bool = True) -> TrainingSession:
     """Draw the panel for one variant and return its session (``session.model`` is None until trained/loaded).
 
@@ -37,7 +37,7 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
         keep it fast, it runs every ``refresh_seconds`` while training; it is only called once a model exists).
     defaults / fixed: passed to :func:`config_form` (starting values / values the page sets with its own widgets).
     n_images: fixed test images shown as original-over-reconstruction rows (one per class first).
-    refresh_seconds / chunk_seconds: redraw period and training time per redraw while running.
+    refresh_seconds / chunk_seconds: the fragment's timer and the training time per redraw while running.
     show_reconstructions: False when the page draws its own (e.g. the denoising page's three rows).
     """
     settings = current_settings()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vaelab.config import BaseConfig, ConfigError
-from vaelab.variants.base import Variant
+
+if TYPE_CHECKING:  # the registry itself imports no torch: Home draws before torch loads
+    from vaelab.variants.base import Variant
 
 
 @dataclass(frozen=True)
