@@ -13,65 +13,21 @@ growth per hour, and an exit status of 1 if the page showed an exception or trai
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from appserver import launch_browser, open_page, rss_mb, start_server  # noqa: E402
+
 WAIT_MS = 60_000
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process (Linux /proc), in MB."""
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
-def start_server(port: int, checkpoints: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(checkpoints)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    server.kill()
-    raise SystemExit(f"no health answer within 90 s:\n{log.read_text()[-3000:]}")
-
-
 def open_page_and_start(page, url: str, title: str, epochs: int) -> None:
-    page.goto(f"{url}/")  # from the root: a deep link as first request once showed the legacy page list
-    page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)
-    page.wait_for_timeout(1000)
-    nav = page.locator('[data-testid="stSidebarNav"]')
-    nav.locator("a").filter(has=page.get_by_text(title, exact=True)).click()
-    page.get_by_role("heading", name=title).first.wait_for(timeout=WAIT_MS)
+    open_page(page, url, title, WAIT_MS)
     epochs_box = page.get_by_label("Epochs", exact=True)
     epochs_box.fill(str(epochs))
     epochs_box.press("Enter")
@@ -99,24 +55,21 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="vaelab-soak-") as tmp:
-        port, log = free_port(), Path(tmp) / "streamlit.log"
-        server = start_server(port, Path(tmp) / "checkpoints", log)
+        server = start_server(Path(tmp))
+        pid = server.process.pid
         rows: list[tuple[float, float, int | None, int]] = []
         try:
             with sync_playwright() as p:
-                launch = {"args": LAUNCH_ARGS}
-                if CHROMIUM.exists():
-                    launch["executable_path"] = str(CHROMIUM)
-                browser = p.chromium.launch(**launch)
+                browser = launch_browser(p)
                 page = browser.new_page(viewport={"width": 1400, "height": 2000})
-                print(f"server pid {server.pid}, RSS before the page: {rss_mb(server.pid):.0f} MB", flush=True)
-                open_page_and_start(page, f"http://127.0.0.1:{port}", args.page, args.epochs)
+                print(f"server pid {pid}, RSS before the page: {rss_mb(pid):.0f} MB", flush=True)
+                open_page_and_start(page, server.url, args.page, args.epochs)
                 started = time.monotonic()
                 print(f"{'minutes':>8} {'RSS MB':>8} {'step':>9} {'exceptions':>10}", flush=True)
                 while True:
                     elapsed = time.monotonic() - started
                     errors = page.locator('[data-testid="stException"]').count()
-                    rows.append((elapsed, rss_mb(server.pid), current_step(page), errors))
+                    rows.append((elapsed, rss_mb(pid), current_step(page), errors))
                     t, mb, step, errors = rows[-1]
                     print(f"{t / 60:8.2f} {mb:8.0f} {step if step is not None else '-':>9} {errors:>10}", flush=True)
                     if elapsed >= args.minutes * 60:
@@ -125,11 +78,7 @@ def main() -> int:
                 page.screenshot(path=str(Path(tempfile.gettempdir()) / "vaelab-soak.png"), full_page=True)
                 browser.close()
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
     return report(rows, args.warmup)
 
 

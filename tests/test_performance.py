@@ -137,7 +137,8 @@ def test_while_training_the_fragment_timer_is_shorter_than_the_chunk_each_run_tr
     import streamlit
 
     from tests.helpers import open_page
-    from vaelab.ui import live_view, session as state
+    from vaelab.ui import live_view
+    from vaelab.ui import session as state
 
     timers, budgets = [], []
     fragment, advance = streamlit.fragment, state.advance
@@ -175,7 +176,7 @@ def test_the_app_config_turns_off_streamlits_full_garbage_collection_after_every
         config.get_config_options(force_reparse=True)
 
 
-def test_the_loss_chart_draws_at_most_the_cap_of_train_rows_each_the_mean_of_its_group():
+def test_the_loss_chart_draws_at_most_the_cap_of_rows_of_each_kind_each_the_mean_of_its_group():
     from vaelab.ui.live_view import drawn_history
 
     history = []
@@ -185,9 +186,9 @@ def test_the_loss_chart_draws_at_most_the_cap_of_train_rows_each_the_mean_of_its
         if i % 10 == 9:
             history.append({"kind": "test", "step": 20 * (i + 1), "epoch": (i + 1) / 10, "total": -float(i)})
     short = history[:300]
-    assert drawn_history(short, max_train_rows=1000) is short
+    assert drawn_history(short, max_rows=1000) is short
 
-    drawn = drawn_history(history, max_train_rows=1000)
+    drawn = drawn_history(history, max_rows=1000)
     train = [r for r in drawn if r["kind"] == "train"]
     assert len(train) == 834  # groups of ceil(2500 / 1000) = 3 rows
     assert [r for r in drawn if r["kind"] == "test"] == [r for r in history if r["kind"] == "test"]
@@ -196,3 +197,12 @@ def test_the_loss_chart_draws_at_most_the_cap_of_train_rows_each_the_mean_of_its
     assert first["kl"] == pytest.approx((0 + 1 + 2) / 3)
     assert last["total"] == 2499.0 and last["step"] == 50_000  # the last group holds one row
     assert history[0]["total"] == 0.0  # the session's own history is not changed
+
+    # A long run of short epochs: the test rows are thinned the same way.
+    tests = [{"kind": "test", "step": 32 * (i + 1), "epoch": float(i + 1), "total": float(i)} for i in range(2100)]
+    few_train = [r for r in history[:30] if r["kind"] == "train"]
+    drawn = drawn_history(few_train + tests, max_rows=1000)
+    drawn_tests = [r for r in drawn if r["kind"] == "test"]
+    assert len(drawn_tests) == 700  # groups of ceil(2100 / 1000) = 3 rows
+    assert drawn_tests[0]["total"] == 1.0 and drawn_tests[0]["epoch"] == 2.0 and drawn_tests[0]["step"] == 96
+    assert [r for r in drawn if r["kind"] == "train"] == few_train

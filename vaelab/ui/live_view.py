@@ -39,9 +39,10 @@ CHUNK_SECONDS = 0.45
 # time ran 140x slower (two sessions training at once in one server: 7% of the single session's rate per step).
 # Taking turns keeps every step at full speed; two sessions then share the time.
 LIVE_LOCK = threading.Lock()
-# The loss chart is narrower than 1,000 px: more train points only make every redraw slower as the run grows (the
-# figure of 5,000 train rows: 330 kB of JSON and 0.1 s to build, drawn again twice a second).
-MAX_DRAWN_TRAIN_ROWS = 1000
+# The loss chart is narrower than 1,000 px: more points only make every redraw slower as the run grows (the
+# figure of 5,000 train rows: 330 kB of JSON and 0.1 s to build, drawn again twice a second). Test rows are capped
+# too: on mnist-5k an epoch is 32 steps, so a 10-minute run logs about 2,000 of them.
+MAX_DRAWN_ROWS = 1000  # per kind of row (train, test)
 
 
 def fixed_test_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -94,22 +95,31 @@ def curve_terms(history: list[dict], exclude: Sequence[str] = ()) -> list[str]:
     return terms[:1] if len(terms) == 2 and terms[-1] == "total" else terms
 
 
-def drawn_history(history: list[dict], max_train_rows: int = MAX_DRAWN_TRAIN_ROWS) -> list[dict]:
-    """The rows the loss chart draws: at most ``max_train_rows`` train rows, each the mean of consecutive rows
-    (every numeric field; ``step`` the group's last), then every test row as it is. A short history is unchanged."""
-    train = [r for r in history if r.get("kind") == "train"]
-    if len(train) <= max_train_rows:
-        return history
-    size = math.ceil(len(train) / max_train_rows)
+def _thinned(rows: list[dict], max_rows: int) -> list[dict]:
+    """At most ``max_rows`` rows, each the mean of consecutive rows (every numeric field; ``step`` the group's last)."""
+    if len(rows) <= max_rows:
+        return rows
+    size = math.ceil(len(rows) / max_rows)
     merged = []
-    for start in range(0, len(train), size):
-        group = train[start:start + size]
+    for start in range(0, len(rows), size):
+        group = rows[start:start + size]
         row = dict(group[-1])
         for name, value in group[-1].items():
             if name != "step" and isinstance(value, int | float) and all(name in r for r in group):
                 row[name] = sum(r[name] for r in group) / len(group)
         merged.append(row)
-    return merged + [r for r in history if r.get("kind") != "train"]
+    return merged
+
+
+def drawn_history(history: list[dict], max_rows: int = MAX_DRAWN_ROWS) -> list[dict]:
+    """The rows the loss chart draws: the train rows, then the test rows, each kind thinned to at most ``max_rows``
+    (see :func:`_thinned`); other rows as they are. A history within the cap is returned unchanged."""
+    kinds = ("train", "test")
+    by_kind = {kind: [r for r in history if r.get("kind") == kind] for kind in kinds}
+    if all(len(rows) <= max_rows for rows in by_kind.values()):
+        return history
+    return [row for kind in kinds for row in _thinned(by_kind[kind], max_rows)] + \
+        [r for r in history if r.get("kind") not in kinds]
 
 
 def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
