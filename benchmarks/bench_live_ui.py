@@ -13,9 +13,9 @@ Starts ``streamlit run app.py`` on a free port (``VAELAB_DATASET=mnist-5k``), op
 Figures per page: first curve after the click (median over runs), redraw interval (median and 90th percentile of
 the gaps between redraws, over all runs), samples/s inside the app (the median of the rates the progress text
 shows: the session history's train rows), the wall-clock training rate (steps done x batch / seconds, which also
-counts the redraw time between chunks; the goal is set on this one), both against the Trainer in a plain process
-(``--cli-worker``, the same config, chunks of the same length, run before and after the app on the same machine;
-with torch's default threads and with one thread), and the cores the server and the browser kept busy while
+counts the redraw time between chunks; the goal is set on this one), each against the same rate of the Trainer in a
+plain process (``--cli-worker``: the same config, chunks of the same length, run before and after the app on the same
+machine; with torch's default threads and with one thread), and the cores the server and the browser kept busy while
 training (CPU time from /proc / wall time).
 ``--env NAME=VALUE[,NAME=VALUE]`` (repeatable) runs one server per setting, interleaved round by round, e.g. to
 compare thread settings (app.py only sets OMP_NUM_THREADS / OMP_WAIT_POLICY where the environment has none);
@@ -78,7 +78,8 @@ POLLER = """() => {
 
 # ---------------------------------------------------------------- the plain-process reference
 def cli_worker(page: str, seconds: float) -> None:
-    """Train the page's config in this process for ``seconds`` in chunks; print the history's median samples/s."""
+    """Train the page's config in this process for ``seconds`` in chunks; print the history's median samples/s
+    (inside steps) and the wall-clock rate (steps done x batch / seconds: the test pass at each epoch end counts)."""
     sys.path.insert(0, str(ROOT))
     from vaelab.data import load_data
     from vaelab.training import Trainer
@@ -89,20 +90,23 @@ def cli_worker(page: str, seconds: float) -> None:
     config = get_variant(page).config_cls.from_preset(None, **overrides, epochs=EPOCHS)
     trainer = Trainer(page, config, load_data("mnist-5k"), seed=0)
     trainer.advance(max_seconds=CHUNK_SECONDS)  # warm-up chunk, not counted
-    first = len(trainer.history)
+    first, first_step = len(trainer.history), trainer.step
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         trainer.advance(max_seconds=CHUNK_SECONDS)
+    wall = (trainer.step - first_step) * config.batch_size / (time.perf_counter() - started)
     rates = [r["samples_per_s"] for r in trainer.history[first:] if r["kind"] == "train"]
-    print(json.dumps({"samples_per_s": statistics.median(rates), "rows": len(rates)}))
+    print(json.dumps({"samples_per_s": statistics.median(rates), "wall_samples_per_s": wall, "rows": len(rates)}))
 
 
-def run_cli(page: str, seconds: float, threads: int | None = None) -> float:
-    """samples/s of the plain process (torch's default threads, or ``threads`` through OMP_NUM_THREADS)."""
+def run_cli(page: str, seconds: float, threads: int | None = None) -> tuple[float, float]:
+    """samples/s of the plain process inside steps and on the wall clock (torch's default threads, or ``threads``
+    through OMP_NUM_THREADS)."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     out = subprocess.run([sys.executable, __file__, "--cli-worker", page, "--seconds", str(seconds)], cwd=ROOT,
                          env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["samples_per_s"], result["wall_samples_per_s"]
 
 
 # ---------------------------------------------------------------- the browser side
@@ -206,24 +210,25 @@ def bench_server(browser, workdir: Path, env: dict, page_keys: list[str], runs: 
     return out
 
 
-def summarize(key: str, label: str, rows: list[dict], cli: list[float], cli_one: list[float],
-              load: tuple[float, float]) -> None:
+def summarize(key: str, label: str, rows: list[dict], cli: list[tuple[float, float]],
+              cli_one: list[tuple[float, float]], load: tuple[float, float]) -> None:
     first = statistics.median(r["first_curve"] for r in rows)
     gaps = sorted(g for r in rows for g in r["gaps"])
     gap_med = statistics.median(gaps) if gaps else float("nan")
     gap_p90 = gaps[int(0.9 * (len(gaps) - 1))] if gaps else float("nan")
     app_rate = statistics.median(x for r in rows for x in r["rates"])
     wall = statistics.median(r["wall_rate"] for r in rows)
-    cli_rate = statistics.median(cli)
+    cli_steps, cli_wall = (statistics.median(c[i] for c in cli) for i in (0, 1))
+    one_steps, one_wall = (statistics.median(c[i] for c in cli_one) for i in (0, 1))
     server_cpu, browser = (statistics.median(r["cpu"][i] for r in rows) for i in (0, 1))
-    cli_one_rate = statistics.median(cli_one)
     print(f"{key:7s} {label}: first curve {first:.2f} s (median of {len(rows)} runs; goal < {GOAL_FIRST_CURVE_S:g}); "
           f"redraw every {gap_med:.2f} s (median, p90 {gap_p90:.2f}, {len(gaps)} gaps; goal <= {GOAL_REDRAW_S:g}); "
-          f"training in the app (wall clock, redraws included) {wall:,.0f} samples/s = {wall / cli_rate:.0%} of the "
-          f"plain process's {cli_rate:,.0f} (median of {len(cli)} runs; goal >= {GOAL_THROUGHPUT:.0%}) and "
-          f"{wall / cli_one_rate:.0%} of a 1-thread plain process's {cli_one_rate:,.0f}; inside steps "
-          f"{app_rate:,.0f} samples/s = {app_rate / cli_rate:.0%} / {app_rate / cli_one_rate:.0%}; cores busy: "
-          f"server {server_cpu:.2f}, browser {browser:.2f}; load {load[0]:.2f} -> {load[1]:.2f}", flush=True)
+          f"wall-clock training rate {wall:,.0f} samples/s = {wall / cli_wall:.0%} of the plain process's "
+          f"{cli_wall:,.0f} (median of {len(cli)} runs; goal >= {GOAL_THROUGHPUT:.0%}) and {wall / one_wall:.0%} of a "
+          f"1-thread plain process's {one_wall:,.0f}; inside steps {app_rate:,.0f} samples/s = "
+          f"{app_rate / cli_steps:.0%} of {cli_steps:,.0f} / {app_rate / one_steps:.0%} of {one_steps:,.0f}; "
+          f"cores busy: server {server_cpu:.2f}, browser {browser:.2f}; load {load[0]:.2f} -> {load[1]:.2f}",
+          flush=True)
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -253,8 +258,8 @@ def main() -> None:
     print(f"command: python {' '.join(sys.argv)}")
     print(f"{os.cpu_count()} CPUs; load {load_average():.2f}; {args.runs} measured run(s) of {args.seconds:g} s "
           f"per page, setting and round; {args.sessions} session(s) at once", flush=True)
-    cli: dict[str, list[float]] = {k: [] for k in page_keys}
-    cli_one: dict[str, list[float]] = {k: [] for k in page_keys}
+    cli: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
+    cli_one: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
     app: dict[tuple[str, str], list[dict]] = {}
     loads: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaelab-live-") as tmp, sync_playwright() as p:

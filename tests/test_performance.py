@@ -133,7 +133,8 @@ def test_the_live_fragment_trains_and_redraws_holding_the_process_wide_live_lock
 
 
 def test_while_training_the_fragment_timer_is_shorter_than_the_chunk_each_run_trains(monkeypatch):
-    """The next timer rerun is already queued when a run ends, so runs follow back to back (no idle server)."""
+    """The next timer rerun is already queued when a run ends, so runs follow back to back (no idle server); the
+    page's own views have a slower timer of their own."""
     import streamlit
 
     from tests.helpers import open_page
@@ -144,8 +145,13 @@ def test_while_training_the_fragment_timer_is_shorter_than_the_chunk_each_run_tr
     fragment, advance = streamlit.fragment, state.advance
 
     def recording_fragment(*args, **kwargs):
-        timers.append(kwargs.get("run_every"))
-        return fragment(*args, **kwargs)
+        decorate = fragment(*args, **kwargs)
+
+        def recorded(function):
+            timers.append((function.__name__, kwargs.get("run_every")))
+            return decorate(function)
+
+        return recorded
 
     def recording_advance(session, seconds):
         budgets.append(seconds)
@@ -155,13 +161,16 @@ def test_while_training_the_fragment_timer_is_shorter_than_the_chunk_each_run_tr
     monkeypatch.setattr(state, "advance", recording_advance)
     at = open_page("pages/ae.py")
     at.text_input(key="cfg.ae.hidden_sizes").set_value("16")
+    at.number_input(key="cfg.ae.epochs").set_value(50)  # still running after the runs below
     at.button(key="panel.ae.start").click().run()
     at.run().run()
     assert not at.exception, [e.value for e in at.exception]
-    running_timers = [t for t in timers if t is not None]
-    assert timers[0] is None and running_timers  # no timer before Start, one while running
+    # Two fragments per page run: the training one, then the page's own views.
+    curves, views = ([t for name, t in timers if name == which] for which in ("_live", "_views"))
+    assert len(curves) == len(views) >= 4 and curves[0] is None and views[0] is None  # no timers before Start
     assert budgets[0] == live_view.FIRST_CHUNK_SECONDS and budgets[-1] == live_view.CHUNK_SECONDS
-    assert all(t == live_view.REFRESH_SECONDS < live_view.CHUNK_SECONDS for t in running_timers)
+    assert curves[-1] == live_view.REFRESH_SECONDS < live_view.CHUNK_SECONDS
+    assert views[-1] == live_view.VIEWS_REFRESH_SECONDS > live_view.REFRESH_SECONDS
 
 
 def test_the_app_config_turns_off_streamlits_full_garbage_collection_after_every_run(monkeypatch):

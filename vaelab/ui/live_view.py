@@ -1,14 +1,14 @@
 """The live part of the panel: a fragment that advances the Trainer by a time budget, then redraws.
 
 While the run is ``running`` the fragment is registered with ``run_every``: each run trains for about
-``chunk_seconds`` and redraws the progress bar, the loss curves, the reconstructions and the page's own
-``extra_views(session)``. The timer (``refresh_seconds``) is shorter than a run, so the next run is already queued
-when one ends and the runs follow each other back to back (see ``REFRESH_SECONDS``). When the run stops (finished,
-error, paused elsewhere) it asks for a full rerun, which registers the fragment again without a timer. No thread
-ever calls Streamlit.
+``chunk_seconds`` and redraws the progress bar, the loss curves and the reconstructions. Its timer
+(``refresh_seconds``) is shorter than a run, so the next run is already queued when one ends and the runs follow
+each other back to back (see ``REFRESH_SECONDS``). The page's own ``extra_views(session)`` live in a second fragment
+with a slower timer (``VIEWS_REFRESH_SECONDS``). When the run stops (finished, error, paused elsewhere) the first
+fragment asks for a full rerun, which registers both again without a timer. No thread ever calls Streamlit.
 
 Under ``streamlit.testing`` (AppTest) fragments do not tick on their own: every ``at.run()`` executes the whole
-page, fragment included, so each ``run()`` advances one chunk.
+page, fragments included, so each ``run()`` advances one chunk.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn 
 # server sat idle for ~0.25 s of every 0.6 s cycle (benchmarks/bench_live_ui.py, README "Benchmarks").
 REFRESH_SECONDS = 0.25
 CHUNK_SECONDS = 0.45
+# A page's own live pictures (filters, histograms, maps) change slowly; redrawing them with every chunk kept the
+# browser's core busy re-creating charts (about 1.0 core while a page trained, on 2 cores), time the trainer lacked.
+VIEWS_REFRESH_SECONDS = 1.5
 # One live view trains or redraws at a time in this process. A redraw is Python work that holds the GIL, and a
 # training step hands the GIL over at every torch call: a step that has to win it back from a busy thread each
 # time ran 140x slower (two sessions training at once in one server: 7% of the single session's rate per step).
@@ -157,21 +160,34 @@ def chunk_budget(session: TrainingSession, chunk_seconds: float) -> float:
 
 def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None = None,
               refresh_seconds: float = REFRESH_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
-              n_images: int = 10, show_reconstructions: bool = True) -> None:
-    """Progress, curves, reconstructions and ``extra_views``, advancing training while the run is running."""
+              views_refresh_seconds: float = VIEWS_REFRESH_SECONDS, n_images: int = 10,
+              show_reconstructions: bool = True) -> None:
+    """Progress, curves and reconstructions, advancing training while the run is running; then ``extra_views`` in a
+    fragment of their own, redrawn every ``views_refresh_seconds`` while running (their widgets rerun only them)."""
     registered_running = get_session(variant).running
 
     @st.fragment(run_every=refresh_seconds if registered_running else None)
     def _live() -> None:
         with LIVE_LOCK:
-            _tick(variant, registered_running, key_prefix, extra_views, chunk_seconds, n_images, show_reconstructions)
+            _tick(variant, registered_running, key_prefix, chunk_seconds, n_images, show_reconstructions)
 
     _live()
+    if extra_views is None:
+        return
+
+    @st.fragment(run_every=views_refresh_seconds if registered_running else None)
+    def _views() -> None:
+        with LIVE_LOCK:
+            session = get_session(variant)
+            if session.has_model:
+                extra_views(session)
+
+    _views()
 
 
-def _tick(variant: str, registered_running: bool, key_prefix: str, extra_views: ExtraViews | None,
-          chunk_seconds: float, n_images: int, show_reconstructions: bool) -> None:
-    """One run of the live fragment: a chunk of training, then the redraw."""
+def _tick(variant: str, registered_running: bool, key_prefix: str, chunk_seconds: float, n_images: int,
+          show_reconstructions: bool) -> None:
+    """One run of the live fragment: a chunk of training, then the redraw of progress, curves, reconstructions."""
     session = get_session(variant)
     state.advance(session, chunk_budget(session, chunk_seconds))
     if session.running != registered_running:
@@ -190,5 +206,3 @@ def _tick(variant: str, registered_running: bool, key_prefix: str, extra_views: 
             _reconstructions(session, n_images)
     else:
         _loss_chart(session, key_prefix)
-    if extra_views is not None:
-        extra_views(session)

@@ -33,8 +33,8 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
                    show_reconstructions: bool = True) -> TrainingSession:
     """Draw the panel for one variant and return its session (``session.model`` is None until trained/loaded).
 
-    extra_views: ``f(session)`` drawn inside the live fragment after the curves (pictures that update live;
-        keep it fast, it runs every ``refresh_seconds`` while training; it is only called once a model exists).
+    extra_views: ``f(session)`` drawn in a fragment of its own below the curves (pictures that update live: keep
+        it fast, it runs every ``VIEWS_REFRESH_SECONDS`` while training; it is only called once a model exists).
     defaults / fixed: passed to :func:`config_form` (starting values / values the page sets with its own widgets).
     n_images: fixed test images shown as original-over-reconstruction rows (one per class first).
     refresh_seconds / chunk_seconds: the fragment's timer and the training time per redraw while running.
