@@ -118,7 +118,7 @@ def test_the_malicious_file_really_runs_code_when_unpickled_unsafely(tmp_path, l
     if legacy:
         pickle.loads(data)
     else:
-        torch.load(io.BytesIO(data), weights_only=False)
+        torch.load(io.BytesIO(data), weights_only=False)  # deliberately unsafe: the control; vaelab never loads so
     assert marker.read_text() == "code ran"
 
 
