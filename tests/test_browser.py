@@ -9,6 +9,7 @@ log in ``test-artifacts/``. Skipped where /usr/bin/chromium or the playwright pa
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -91,8 +92,8 @@ def app_server(tmp_path):
             server.wait()
 
 
-def _open_from_root_and_start(page, url: str, title: str) -> None:
-    """From the root URL, click the page's sidebar link and press Start."""
+def _open_from_root_and_start(page, url: str, title: str, epochs: int | None = None) -> None:
+    """From the root URL, click the page's sidebar link, type ``epochs`` into the form if given, press Start."""
     page.goto(f"{url}/")  # the root: a deep link as first request once showed the legacy pages
     page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)  # app.py ran: its navigation is up
     page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=WAIT_MS)  # Home is drawn
@@ -100,6 +101,11 @@ def _open_from_root_and_start(page, url: str, title: str) -> None:
     sidebar = page.locator('[data-testid="stSidebarNav"]')
     sidebar.locator("a").filter(has=page.get_by_text(title, exact=True)).click()
     page.get_by_role("heading", name=title).wait_for(timeout=WAIT_MS)
+    if epochs is not None:
+        box = page.get_by_label("Epochs", exact=True)
+        box.fill(str(epochs))
+        box.press("Enter")
+        page.wait_for_timeout(1500)  # the rerun that takes the value
     start = page.get_by_role("button", name="Start")
     start.wait_for(timeout=WAIT_MS)
     start.click()
@@ -108,6 +114,12 @@ def _open_from_root_and_start(page, url: str, title: str) -> None:
 def _loss_chart_drawn(page) -> None:
     loss_chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="train · reconstruction")
     loss_chart.locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
+
+
+def _filter_grid_step(page) -> int:
+    """The training step the sparse page's filter grid was drawn at (its caption ends "· step N")."""
+    caption = page.get_by_text(re.compile(r"encoder weights as a .* · step [\d,]+$")).first.inner_text()
+    return int(re.search(r"step ([\d,]+)$", caption.strip()).group(1).replace(",", ""))
 
 
 def _in_browser(app_server, name: str, check) -> None:
@@ -130,10 +142,15 @@ def _in_browser(app_server, name: str, check) -> None:
 
 def test_sparse_page_trains_live_in_headless_chromium(app_server):
     def check(page):
-        _open_from_root_and_start(page, app_server.url, "Sparse autoencoder")
+        _open_from_root_and_start(page, app_server.url, "Sparse autoencoder", epochs=500)  # outlasts the test
         _loss_chart_drawn(page)
         page.wait_for_function(FILTER_GRID_LOADED, timeout=WAIT_MS)  # live redraws replace the <img> often
         assert "mnist-5k" in page.get_by_text("Train:").inner_text()
+        # The filters sit in a fragment of their own with a slower timer: it keeps redrawing while training runs.
+        first = _filter_grid_step(page)
+        page.wait_for_timeout(4000)
+        assert _filter_grid_step(page) > first
+        assert page.get_by_role("button", name="Pause").is_enabled()  # redrawn by the timer, not by the end of the run
 
     _in_browser(app_server, "sparse", check)
 
