@@ -111,6 +111,14 @@ def open_page(page, url: str, title: str, timeout_ms: int = 60_000) -> None:
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
 
 
+def set_epochs(page, epochs: int) -> None:
+    """Type ``epochs`` into the page's form (a run that outlasts the measurement) and wait for its rerun."""
+    box = page.get_by_label("Epochs", exact=True)
+    box.fill(str(epochs))
+    box.press("Enter")
+    page.wait_for_timeout(1500)  # the rerun that takes the value
+
+
 def _stat(pid: int) -> tuple[int, str, float] | None:
     """(parent pid, command name, CPU seconds used) of a process, from /proc/<pid>/stat."""
     try:

@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import appserver  # noqa: E402
-from appserver import ROOT, launch_browser, load_average, open_page, start_server  # noqa: E402
+from appserver import ROOT, launch_browser, load_average, open_page, set_epochs, start_server  # noqa: E402
 
 # page key -> (sidebar title, the config overrides the page's training_panel passes as defaults / fixed)
 PAGES = {
@@ -110,13 +110,6 @@ def run_cli(page: str, seconds: float, threads: int | None = None) -> tuple[floa
 
 
 # ---------------------------------------------------------------- the browser side
-def set_epochs(page, epochs: int) -> None:
-    box = page.get_by_label("Epochs", exact=True)
-    box.fill(str(epochs))
-    box.press("Enter")
-    page.wait_for_timeout(1500)  # the rerun that takes the value
-
-
 def no_loss_chart(page) -> None:
     page.wait_for_function("""() => !Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(
         c => c.innerText.includes('loss per image'))""", timeout=WAIT_MS)

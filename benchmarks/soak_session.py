@@ -21,17 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from appserver import launch_browser, open_page, rss_mb, start_server  # noqa: E402
+from appserver import launch_browser, open_page, rss_mb, set_epochs, start_server  # noqa: E402
 
 WAIT_MS = 60_000
 
 
 def open_page_and_start(page, url: str, title: str, epochs: int) -> None:
     open_page(page, url, title, WAIT_MS)
-    epochs_box = page.get_by_label("Epochs", exact=True)
-    epochs_box.fill(str(epochs))
-    epochs_box.press("Enter")
-    page.wait_for_timeout(1500)
+    set_epochs(page, epochs)
     page.get_by_role("button", name="Start").click()
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT_MS)
 
