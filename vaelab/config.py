@@ -162,6 +162,12 @@ class BaseConfig:
     )
     batch_size: int = param(100, label="Batch size", help="Images per step.", low=1, high=10000, group="training")
     epochs: int = param(10, label="Epochs", help="Passes over the training set.", low=1, high=10000, group="training")
+    weight_decay: float = param(
+        0.0, label="Weight decay",
+        help="Adam's L2 weight decay on the weight matrices (not the biases): each step adds weight_decay * W to "
+             "the gradient of every W, the gradient of (weight_decay / 2) ||W||^2. Pulls weights no image uses "
+             "(e.g. to always-blank border pixels) to 0, so filters show clean strokes; 0 turns it off.",
+        low=0.0, high=1.0, group="training")
     binarize: str = param(
         "none",
         label="Binarisation",
@@ -171,6 +177,8 @@ class BaseConfig:
     )
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # what each preset is for, shown under the preset picker; a preset named after a course figure says which
+    PRESET_NOTES: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -73,7 +73,8 @@ class Trainer:
         self.model.train()
         # fused: one kernel for all parameters, about twice as fast a step on CPU (CPU and CUDA support it)
         fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+        self.optimizer = torch.optim.Adam(_parameter_groups(self.model, config.weight_decay), lr=config.lr,
+                                          fused=fused)
         self.generator = torch.Generator().manual_seed(seed)  # permutations and dynamic binarisation (CPU)
 
         self.history: list[dict[str, Any]] = []
@@ -87,6 +88,8 @@ class Trainer:
         self._static_train_x = self._binarize_fixed(data.train.images, "train")  # (N, D) on device
         self._test_x = self._binarize_fixed(data.test.images, "test")  # (M, D) on device
         self._epoch_train_x = self._static_train_x  # the current epoch's (maybe freshly drawn) training images
+        with torch.no_grad():
+            self.model.prepare(self._static_train_x, self._train_y)
         self._perm: torch.Tensor | None = None  # (N,) order of the current epoch; None between epochs
         self._pos = 0  # examples of the current epoch already used
         self._epoch_start_generator_state: torch.Tensor | None = None
@@ -185,6 +188,7 @@ class Trainer:
         if self._perm is None:
             self._start_epoch()
         t0 = time.perf_counter()
+        self.model.set_training_progress(self.step / self.steps_per_epoch)
         idx = self._perm[self._pos:self._pos + self.config.batch_size]  # (B,)
         x, y = self._epoch_train_x[idx], self._train_y[idx]  # (B, D), (B,)
         with self._autocast():
@@ -374,7 +378,8 @@ class Trainer:
                              f"{STATE_VERSION}")
         if state["variant"] != self.variant:
             raise ValueError(f"trainer state is for variant {state['variant']!r}, this trainer is {self.variant!r}")
-        saved, mine = state["config"], self.config.to_dict()
+        # through the config class, so a state saved before a field existed reads it as the field's default
+        saved, mine = type(self.config).from_dict(state["config"]).to_dict(), self.config.to_dict()
         changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k) and k != "lr")
         if changed:
             raise ValueError(f"trainer state has a different config (field {changed[0]}: saved "
@@ -434,6 +439,16 @@ class _Pending:
         self.seconds += seconds
         for name, value in values.items():
             self.sums[name] = self.sums.get(name, 0.0) + value
+
+
+def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam's parameter groups: weight matrices (2-D and up) with ``weight_decay``, biases and vectors without.
+    The order of parameters is the model's, so optimizer states saved before stay aligned."""
+    params = list(model.parameters())
+    if weight_decay == 0:
+        return [{"params": params}]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def _as_float(value: torch.Tensor | float) -> float:

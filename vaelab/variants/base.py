@@ -54,6 +54,14 @@ class Variant(nn.Module):
         """n generated images (n, D) in [0, 1]; only for generative variants."""
         raise NotImplementedError(f"{type(self).__name__} is not generative")
 
+    def prepare(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
+        """Hook the trainer calls once, before the first step, with the training images (N, D) as the run sees
+        them and their labels (a data-dependent setting, e.g. the k-sparse encoder's mean image, goes here)."""
+
+    def set_training_progress(self, epochs_done: float) -> None:
+        """Hook the trainer calls before each step with the epochs trained so far (a schedule such as the k-sparse
+        autoencoder's annealed k reads it). A model that never trained here behaves as fully trained."""
+
     def on_epoch_end(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
         """Hook the trainer calls after each epoch (the AE + Gaussian mixture fits its mixture here)."""
 
