@@ -45,6 +45,9 @@ def cmd_variants(args) -> int:
         print(f"{key:<{width}}  {info.title}")
         if args.verbose:
             print(f"{'':<{width}}  {info.lesson}")
+            config_cls = info.config_cls
+            for preset in config_cls.PRESETS:
+                print(f"{'':<{width}}    preset {preset}: {config_cls.PRESET_NOTES.get(preset, '')}".rstrip(": "))
     return 0
 
 
@@ -151,7 +154,7 @@ def _evaluate_with_bar(path, data, k: int | None, n: int | None, quiet: bool, de
 # The classroom set: one checkpoint per variant with the preset its lesson uses, named CLASSROOM_NAME.
 CLASSROOM_NAME = "classroom"
 CLASSROOM_PRESETS = {"ae": "default", "denoising": "default", "sparse": "default", "ksparse": "default",
-                     "contractive": "default", "vae": "lecture", "cvae": "lecture", "binary-vae": "default",
+                     "contractive": "default", "vae": "default", "cvae": "default", "binary-vae": "default",
                      "ae-gmm": "default"}
 
 
@@ -201,6 +204,40 @@ def cmd_pretrain(args) -> int:
             line += f"  logistic probe {results['probe']['logistic']:.3f}"
         print(line)
     return 1 if failures else 0
+
+
+def cmd_lessons(args) -> int:
+    """Train each variant's default configuration and check that its lesson shows (exit 1 when one fails)."""
+    from vaelab.data import load_data
+    from vaelab.lessons import check_lesson
+    from vaelab.variants import VARIANTS, get_variant
+
+    keys = args.variants or list(VARIANTS)
+    for key in keys:
+        get_variant(key)  # ConfigError (exit 2) names an unknown variant
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError("--epochs", f"must be a whole number >= 1 (got {args.epochs})")
+    data = load_data(args.dataset, args.test_dataset)
+    budget = "the default epochs" if args.epochs is None else f"{args.epochs} epoch(s) each"
+    print(f"lessons on {data.spec['train']} (test: {data.spec['test']}), seed {args.seed}, {budget}", flush=True)
+    width = max(len(k) for k in keys)
+    passed = failed = 0
+    for key in keys:
+        report = check_lesson(key, data, seed=args.seed, device=args.device, epochs=args.epochs)
+        verdict = "PASS" if report.passed else "FAIL"
+        timing = f"{report.epochs} epochs in {report.train_seconds:.1f} s"
+        if report.companion_seconds:
+            timing += f" (+ {report.companion_seconds:.1f} s for the net without the penalty)"
+        print(f"{key:<{width}}  {verdict}  {timing}", flush=True)
+        if report.error:
+            print(f"{'':<{width}}    error: {report.error}")
+        for check in report.checks:
+            print(f"{'':<{width}}    {'ok  ' if check.passed else 'MISS'} {check}")
+        for name, value in report.notes.items():
+            print(f"{'':<{width}}         {name}: {value:.4g}")
+        passed, failed = passed + report.passed, failed + (not report.passed)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def cmd_list(args) -> int:
@@ -266,6 +303,15 @@ def make_parser() -> argparse.ArgumentParser:
     pt.add_argument("--n", type=int, help="test images for the metrics (default 1000)")
     pt.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=cmd_pretrain)
+
+    le = sub.add_parser("lessons", help="train each variant's defaults and check that its lesson shows")
+    le.add_argument("variants", nargs="*", metavar="VARIANT", help="variant keys (default: all)")
+    le.add_argument("--dataset", default="mnist-5k", help="training source (default mnist-5k, embedded)")
+    le.add_argument("--test-dataset", help="test split source if different")
+    le.add_argument("--epochs", type=int, help="override every default's epochs (a quick smoke run)")
+    le.add_argument("--seed", type=int, default=0)
+    le.add_argument("--device", default="cpu")
+    le.set_defaults(func=cmd_lessons)
 
     ls = sub.add_parser("list", help="saved checkpoints")
     ls.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")
