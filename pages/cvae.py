@@ -95,7 +95,7 @@ what_you_are_seeing(
      r"z^{(l)} = \mu + \sigma \odot \varepsilon^{(l)},\qquad \varepsilon^{(l)} \sim \mathcal N(0, I),\qquad"
      r" \sigma = \exp\big(\tfrac12 \log\sigma^2\big)"],
 )
-session = training_panel(VARIANT, extra_views=live_views, defaults={"epochs": 30})
+session = training_panel(VARIANT, extra_views=live_views)
 if session.has_model and session.data is not None:
     if session.model.code_dim != 2:
         tsne_section(session, "cvae", codes_name="test codes given their labels", picked_key=PICKED_KEY)

@@ -12,6 +12,7 @@ from vaelab.ui.images import show_image_rows, show_picture
 from vaelab.ui.latent_views import bump, elbo_split_view, live_code_map, tsne_section
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.training_panel import training_panel
+from vaelab.variants import get_variant
 
 VARIANT = "vae"
 MAX_TRAVERSAL_DIMS = 10
@@ -25,7 +26,7 @@ TRAVERSAL_RESET_KEY = "vae.traversal_reset"
 def beta_slider(session: TrainingSession) -> float:
     """The beta-VAE weight, drawn big above the panel; the form leaves ``beta`` to it."""
     if BETA_KEY not in st.session_state:
-        st.session_state[BETA_KEY] = 1.0
+        st.session_state[BETA_KEY] = float(get_variant(VARIANT).config_cls().beta)  # the config's default
     current = float(st.session_state[BETA_KEY])
     left, right = st.columns([2, 3], vertical_alignment="center")
     beta = left.slider("β, the weight of the KL term (β-VAE)", 0.0, max(BETA_MAX, current), step=0.1,
@@ -154,7 +155,7 @@ what_you_are_seeing(
      r"\Big[\frac{(x_i - \hat x_i)^2}{\sigma_x^2} + \log 2\pi\sigma_x^2\Big]"],
 )
 beta = beta_slider(session)
-session = training_panel(VARIANT, extra_views=live_views, defaults={"epochs": 30}, fixed={"beta": beta})
+session = training_panel(VARIANT, extra_views=live_views, fixed={"beta": beta})
 if session.has_model and session.data is not None:
     if session.model.code_dim != 2:
         tsne_section(session, "vae", picked_key=PICKED_KEY)

@@ -116,7 +116,7 @@ CLI_RULES = [  # (variant, extra args, text the message must contain)
     ("vae", ["--set", "beta=-1"], "beta: must be in [0, 1000]"),
     ("sparse", ["--set", "beta=-0.5"], "beta: must be in [0, 1000]"),
     ("contractive", ["--set", "lam=-0.1"], "lam: must be in [0, 1000]"),
-    ("vae", ["--preset", "huge"], "preset: unknown preset 'huge'; allowed: lecture"),
+    ("vae", ["--preset", "huge"], "preset: unknown preset 'huge'; allowed: default, lecture"),
     ("gan", [], "variant: unknown variant 'gan'; allowed: ae"),
     ("vae", ["--dataset", "imagenet"], "unknown data source 'imagenet'; allowed: mnist"),
 ]

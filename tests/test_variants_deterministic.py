@@ -69,7 +69,9 @@ def test_sparse_model_term_is_beta_times_penalty_on_its_code():
 def test_sparse_defaults_and_mean_activations():
     cfg = sparse.Config()
     assert (cfg.hidden_sizes, cfg.code_size, cfg.code_activation) == ((), 144, "sigmoid")
-    assert (cfg.rho, cfg.beta, cfg.lr, cfg.batch_size) == (0.05, 3.0, 1e-3, 100)
+    assert (cfg.rho, cfg.beta, cfg.lr, cfg.batch_size, cfg.weight_decay) == (0.05, 10.0, 1e-3, 100, 1e-3)
+    lecture = sparse.Config.from_preset("lecture-code")  # the course's code as written
+    assert (lecture.reconstruction, lecture.beta, lecture.weight_decay) == ("mse-mean", 3.0, 0.0)
     model = sparse.Model(cfg, input_dim=64)
     assert model.encoder[0].weight.shape == (144, 64)  # one filter per code unit
     x = rand_images(10, 64)
@@ -296,7 +298,9 @@ def test_code_size_zero_is_config_error(key):
 
 def test_course_defaults():
     assert (denoising.Config().corruption, denoising.Config().noise_level) == ("uniform", 0.5)
-    assert (ksparse.Config().code_size, ksparse.Config().k, ksparse.Config.from_preset("k10").k) == (144, 44, 10)
+    assert (ksparse.Config().code_size, ksparse.Config().k) == (144, 44)
+    assert ksparse.Config.from_preset("lecture-44-sparse").k == 44
+    assert ksparse.Config.from_preset("lecture-10-sparse").k == 10
     c = contractive.Config()
     assert (c.hidden_sizes, c.code_size, c.code_activation) == ((), 144, "sigmoid")
     assert contractive.Model(c, input_dim=16).closed_form

@@ -242,7 +242,8 @@ def test_invalid_config_names_the_field(key, field, value):
 
 @pytest.mark.parametrize("key", ["vae", "cvae"])
 def test_unknown_preset_is_a_config_error(key):
-    with pytest.raises(ConfigError, match="preset: unknown preset 'nope'; allowed: lecture, notebook, pytorch-example"):
+    allowed = "allowed: default, lecture, notebook, pytorch-example"
+    with pytest.raises(ConfigError, match=f"preset: unknown preset 'nope'; {allowed}"):
         get_variant(key).config_cls.from_preset("nope")
 
 
@@ -259,9 +260,11 @@ def test_presets_build_the_documented_models(preset, hidden, latent, batch, lr):
         assert (config.decoder, config.binarize) == ("bernoulli", "none")
 
 
-def test_default_config_is_the_lecture_preset():
-    assert vae.Config() == vae.Config.from_preset("lecture")
-    assert cvae.Config() == cvae.Config.from_preset("lecture")
+def test_default_config_is_the_default_preset_and_lecture_is_the_course_code():
+    assert vae.Config() == vae.Config.from_preset("default")
+    assert cvae.Config() == cvae.Config.from_preset("default")
+    lecture = vae.Config.from_preset("lecture")
+    assert (lecture.hidden_sizes, lecture.latent_dim, lecture.epochs) == ((144,), 2, 40)
 
 
 # ---------------------------------------------------------------- real digits: training lowers the negative ELBO

@@ -152,6 +152,9 @@ def config_form(variant_key: str, key_prefix: str | None = None, *, defaults: Ma
         st.selectbox("Preset", presets, key=preset_key, disabled=disabled, persist_state="session",
                      on_change=_apply_preset, args=(variant_key, prefix, defaults),
                      help="Fills in every field below with the preset's values; edit them afterwards.")
+        note = cls.PRESET_NOTES.get(st.session_state.get(preset_key), "")
+        if note:
+            st.caption(note)
 
     raw: dict[str, Any] = {}
     columns = st.columns(len(GROUPS))

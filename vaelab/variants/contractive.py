@@ -7,7 +7,8 @@ Loss terms (per image, averaged over the batch):
 For the default encoder, one sigmoid layer h = sigmoid(W x + b), the norm has a closed form
 (losses.contractive_penalty_sigmoid); any other encoder uses autograd (losses.jacobian_frobenius_sq, one
 backward pass per code unit, so keep the code small there). Defaults: 144 sigmoid units in one layer (the
-course's 12x12 grid) and lam = 0.1 (the contractive-autoencoder tutorial's contraction level).
+course's 12x12 grid) and lam = 3: against a reconstruction summed over the pixels, the tutorial's 0.1 barely
+contracts (the `tutorial` preset keeps it).
 """
 
 from __future__ import annotations
@@ -27,14 +28,23 @@ class Config(ae.Config):
     hidden_sizes: tuple[int, ...] = redefault(ae.Config, "hidden_sizes", ())
     code_size: int = redefault(ae.Config, "code_size", 144)
     code_activation: str = redefault(ae.Config, "code_activation", "sigmoid")
-    lam: float = param(0.1, label="lambda", help="Weight of the penalty ||J_f(x)||_F^2 on the encoder's "
+    lam: float = param(3.0, label="lambda", help="Weight of the penalty ||J_f(x)||_F^2 on the encoder's "
                                                  "Jacobian; 0 gives a plain autoencoder.", low=0.0, high=1000.0)
+    epochs: int = redefault(ae.Config, "epochs", 20)
 
     PRESETS = {
-        "default": {},  # one sigmoid layer of 144 units, lam 0.1: closed-form penalty
-        "strong": {"lam": 1.0},  # about 3x smaller Jacobian norm than lam 0.1 on MNIST, blurrier reconstructions
-        "no-penalty": {"lam": 0.0},  # the same network as a plain autoencoder, for the sensitivity comparison
-        "deep": {"hidden_sizes": (256,), "code_size": 16},  # two-layer encoder: autograd penalty (16 passes)
+        "default": {},
+        "tutorial": {"lam": 0.1},
+        "no-penalty": {"lam": 0.0},
+        "deep": {"hidden_sizes": (256,), "code_size": 16},
+    }
+    PRESET_NOTES = {
+        "default": "The lesson's defaults: one sigmoid layer of 144 units (closed-form penalty), lambda = 3, 20 "
+                   "epochs: the Jacobian norm ends about 8x smaller than the same net's without the penalty.",
+        "tutorial": "The contractive-autoencoder tutorial's contraction level lambda = 0.1: against a reconstruction "
+                    "summed over 784 pixels it shrinks the Jacobian only about 1.5x.",
+        "no-penalty": "The same network as a plain autoencoder (lambda = 0), for the comparison.",
+        "deep": "A two-layer encoder (256 then 16 units): the penalty by autograd, one backward pass per code unit.",
     }
 
 

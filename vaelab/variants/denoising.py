@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vaelab.config import ConfigError, param
+from vaelab.config import ConfigError, param, redefault
 from vaelab.variants import ae
 
 CORRUPTIONS = ("uniform", "gaussian", "masking", "salt-and-pepper")
@@ -66,12 +66,19 @@ class Config(ae.Config):
     noise_level: float = param(0.5, label="Noise level (a)",
                                help="uniform: the noise's upper end a; gaussian: sigma; masking and "
                                     "salt-and-pepper: the fraction of pixels hit, in [0, 1].", low=0.0, high=5.0)
+    epochs: int = redefault(ae.Config, "epochs", 10)
 
     PRESETS = {
         "default": {},  # uniform noise U(0, 0.5), the course setting
         "masking": {"corruption": "masking", "noise_level": 0.3},  # the denoising-autoencoder tutorial's 30%
         "gaussian": {"corruption": "gaussian", "noise_level": 0.3},
         "salt-and-pepper": {"corruption": "salt-and-pepper", "noise_level": 0.2},
+    }
+    PRESET_NOTES = {
+        "default": "The lecture's denoising code: uniform noise U(0, 0.5) added to each pixel, clamped to [0, 1].",
+        "masking": "The denoising-autoencoder tutorial's setting: 30% of the pixels set to 0.",
+        "gaussian": "Gaussian noise with sigma 0.3, clamped to [0, 1].",
+        "salt-and-pepper": "20% of the pixels set to 0 or 1.",
     }
 
     def check(self) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vaelab import losses
-from vaelab.config import BaseConfig, param
+from vaelab.config import BaseConfig, param, redefault
 from vaelab.nn import mlp
 from vaelab.variants.base import Variant
 
@@ -33,7 +33,7 @@ LEARNED_LOGVAR_MIN = -6.0  # sigma >= exp(-3) ~ 0.05 of the pixel range, for the
 @dataclass
 class Config(BaseConfig):
     hidden_sizes: tuple[int, ...] = param(
-        (144,), label="Hidden layers", help="Sizes of the encoder's hidden layers (the decoder mirrors them); "
+        (512, 256), label="Hidden layers", help="Sizes of the encoder's hidden layers (the decoder mirrors them); "
                                             "empty for linear maps.", low=1, high=4096)
     latent_dim: int = param(2, label="Latent dimension", help="Dimension d of z; 2 lets you plot the latent space.",
                             low=1, high=1024)
@@ -58,11 +58,23 @@ class Config(BaseConfig):
     n_samples: int = param(1, label="Samples per image (L)",
                            help="Reparameterised draws of z per image for the reconstruction term.", low=1, high=1000)
 
+    epochs: int = redefault(BaseConfig, "epochs", 50)
+
     PRESETS = {
-        "lecture": {"hidden_sizes": (144,), "latent_dim": 2, "batch_size": 100, "lr": 1e-3},
+        "default": {},
+        "lecture": {"hidden_sizes": (144,), "latent_dim": 2, "batch_size": 100, "lr": 1e-3, "epochs": 40},
         "notebook": {"hidden_sizes": (200,), "latent_dim": 10, "batch_size": 128, "lr": 0.01},
         "pytorch-example": {"hidden_sizes": (400,), "latent_dim": 20, "batch_size": 128, "lr": 1e-3,
                             "decoder": "bernoulli", "binarize": "none"},
+    }
+    PRESET_NOTES = {
+        "default": "The lecture's figures \"2-D latent space\" and \"manifold\": a 2-D latent, 784-512-256-2, 50 "
+                   "epochs. On the embedded 4,000 digits the test codes form digit clusters (5-NN accuracy about "
+                   "0.7) and prior samples cover all ten digits.",
+        "lecture": "The lecture's VAE code as written: 784-144-2, batch 100, lr 0.001, 40 epochs. On the embedded "
+                   "4,000 digits its clusters overlap more than the default's (5-NN accuracy about 0.5).",
+        "notebook": "The VAE notebook: 784-200-10, batch 128, lr 0.01.",
+        "pytorch-example": "PyTorch's VAE example: 784-400-20, batch 128, lr 0.001.",
     }
 
 
