@@ -41,9 +41,9 @@ def mixture_map(session: TrainingSession, drawn) -> None:
         means, covs = analysis.project_gaussians(model.mixture_means, model.mixture_covariances, center, axes)
         plots.add_ellipses(fig, analysis.mixture_ellipses(means, covs), name="mixture components (2 sd)")
         plots.add_points(fig, analysis.project_to_plane(drawn["mixture_codes"], center, axes),
-                         "codes drawn from the mixture", color="black", symbol="x")
+                         "codes drawn from the mixture", **plots.MIXTURE_DRAWS)
         plots.add_points(fig, analysis.project_to_plane(drawn["normal_codes"], center, axes),
-                         "codes drawn from N(0, I)", color="crimson", symbol="cross")
+                         "codes drawn from N(0, I)", **plots.NORMAL_DRAWS)
     fig.update_layout(height=540)  # room for the legend: 10 digits, the ellipses and the two kinds of draws
     st.plotly_chart(fig, key=f"{KEY}.map.{session.redraws}")
 
@@ -58,9 +58,9 @@ def sample_pictures(session: TrainingSession, drawn) -> None:
         show_picture(analysis.image_grid(drawn["normal_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
                      caption="Decoded codes drawn from N(0, I) in the same code space.")
     st.caption("The autoencoder alone is not a generator: nothing in its loss says where in the code space real "
-               "codes lie, so N(0, I) draws (red crosses on the map) mostly land where no training image was "
+               "codes lie, so N(0, I) draws (black × on the map) mostly land where no training image was "
                "encoded and decode to blurs or shapes that are no digit. The mixture models where the codes are "
-               "(black crosses), and its draws decode to digits.")
+               "(white diamonds), and its draws decode to digits.")
 
 
 def live_views(session: TrainingSession) -> None:

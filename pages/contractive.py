@@ -1,22 +1,25 @@
-"""Contractive autoencoder page (layout only): the Jacobian norm over training, and how much the code moves under
-input perturbations for this model beside a plain autoencoder of the same size (trained here on demand)."""
+"""Contractive autoencoder page (layout only): the Jacobian norm over training beside the same net's without the
+penalty (trained alongside), and how much the code moves under input perturbations for both."""
+
+from functools import partial
 
 import streamlit as st
 
 from vaelab import analysis, plots
-from vaelab.baselines import plain_autoencoder_config, train_plain_autoencoder
+from vaelab.baselines import ReferenceRun
 from vaelab.ui.explain import what_you_are_seeing
-from vaelab.ui.layout import side_by_side, train_under_progress_bar
+from vaelab.ui.layout import side_by_side
+from vaelab.ui.reference import reference_beside
 from vaelab.ui.session import TrainingSession, model_cached, run_model
-from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
+from vaelab.variants.base import Variant
 
 VARIANT = "contractive"
 PROBE_IMAGES = 100  # test images the sensitivity and the current Jacobian norm are measured on (live: keep it cheap)
 EPS_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)  # perturbation lengths ||delta|| (an image has length ~9)
 N_DIRECTIONS = 4
 JACOBIAN = "‖J<sub>f</sub>(x)‖<sub>F</sub><sup>2</sup>"  # Plotly's markup for ||J_f(x)||_F^2
-BASELINE_KEY = "contractive.baseline"  # the plain autoencoder trained on this page: {"key", "trainer", "curve"}
+REFERENCE = "same net without the penalty (λ = 0)"
 
 
 def probe_images(session: TrainingSession):
@@ -24,11 +27,33 @@ def probe_images(session: TrainingSession):
     return test.images[analysis.spaced_indices(len(test), PROBE_IMAGES)]  # (n, D)
 
 
-def jacobian_section(session: TrainingSession) -> None:
+def mean_jacobian(model: Variant, x) -> float:
+    """Mean ||J_f(x)||_F^2 over the rows of x."""
+    return float(run_model(model, model.jacobian_norm_sq, x).mean())
+
+
+def reference_net(session: TrainingSession) -> ReferenceRun | None:
+    """The same config with lam = 0 (same data, seed and epochs), trained alongside up to this model's step; None
+    when the model itself has lam = 0 or its data is not loaded."""
+    if session.config.lam == 0 or session.data is None:
+        return None
+    x = probe_images(session)
+    return reference_beside(session, VARIANT, partial(mean_jacobian, x=x), lam=0.0)
+
+
+def reference_progress(session: TrainingSession, reference: ReferenceRun) -> str:
+    """'trained alongside in 3.1 s' (and how far it is behind this model while it catches up)."""
+    text = f"trained alongside in {reference.seconds:.1f} s"
+    if not reference.caught_up(session.step):
+        text += (f", catching up: epoch {reference.epoch:.1f} of this model's "
+                 f"{session.step / reference.trainer.steps_per_epoch:.1f}")
+    return text
+
+
+def jacobian_section(session: TrainingSession, reference: ReferenceRun | None) -> None:
     lam = session.config.lam
     x = probe_images(session)
-    now = model_cached(session, "jacobian", lambda: float(run_model(session.model, session.model.jacobian_norm_sq,
-                                                                    x).mean()))
+    now = model_cached(session, "jacobian", lambda: mean_jacobian(session.model, x))
     if lam == 0:
         st.info("λ = 0: the contractive term is not computed during training, so there is no curve. "
                 f"Now: $\\lVert J_f(x) \\rVert_F^2$ = {now:.3g} on average over {len(x)} test images.",
@@ -38,66 +63,53 @@ def jacobian_section(session: TrainingSession) -> None:
     if not rows:
         st.caption("The Jacobian norm appears after the first steps.")
         return
-    st.markdown(r"**$\lVert J_f(x) \rVert_F^2$ over training** (the `contractive` term divided by $\lambda$)")
+    st.markdown(r"**$\lVert J_f(x) \rVert_F^2$ over training**"
+                + (", with and without the penalty" if reference is not None else ""))
     fig = plots.loss_curves(rows, terms=[JACOBIAN])
+    if reference is not None:
+        plots.add_curve(fig, *zip(*reference.points, strict=True), name=REFERENCE)
     fig.update_layout(yaxis_title=f"{JACOBIAN} per image")
     st.plotly_chart(fig, key=f"contractive.jacobian.{session.redraws}")
-    st.caption(f"Train rows average the batches, test rows are the test set at each epoch end (λ = {lam:g}). "
-               f"Now: {now:.3g} on average over {len(x)} test images.")
+    caption = (f"This model (λ = {lam:g}): the `contractive` term divided by λ, train rows averaging the batches, "
+               f"test rows the test set at each epoch end; now {now:.3g} on {len(x)} test images.")
+    if reference is not None:
+        caption += (f" The {REFERENCE}: the same layers, data, seed and epochs, "
+                    f"{reference_progress(session, reference)}; measured on the same {len(x)} test images after "
+                    "each epoch.")
+    st.caption(caption)
 
 
-def trained_epochs(session: TrainingSession) -> int:
-    """Epochs this model has trained (at least 1): the plain autoencoder trains as long."""
-    if session.trainer is not None:
-        return max(1, session.trainer.epoch)
-    return max(1, int(session.checkpoint.meta.get("epochs") or 1))
-
-
-def baseline_button(session: TrainingSession) -> dict | None:
-    """The plain autoencoder of the same size, data, seed and epochs: trained when the button is pressed."""
-    settings = current_settings()
-    seed = session.trainer.seed if session.trainer is not None else settings.seed
-    epochs = trained_epochs(session)
-    config = plain_autoencoder_config(session.config, epochs=epochs)
-    key = repr((config.to_dict(), session.data.spec, seed, settings.device))
-    found = st.session_state.get(BASELINE_KEY)
-    found = found if isinstance(found, dict) and found["key"] == key else None
-    label = f"Train a plain autoencoder of the same size ({epochs} epoch{'s' if epochs != 1 else ''})"
-    if st.button(label, key="contractive.train_baseline", icon=":material/model_training:",
-                 disabled=session.running or found is not None,
-                 help="Pause training first." if session.running else
-                 "Same layers, data, seed and epochs, without the penalty (a few seconds)."):
-        trainer = train_under_progress_bar(
-            lambda on_progress: train_plain_autoencoder(session.config, session.data, seed=seed,
-                                                        device=settings.device, epochs=epochs, on_progress=on_progress),
-            "Training the plain autoencoder…", text=lambda t: f"Plain autoencoder: step {t.step:,}/{t.total_steps:,}")
-        if trainer.error is not None:
-            st.error(f"The plain autoencoder did not train: {trainer.error}")
-            return None
-        curve = analysis.sensitivity_curve(trainer.model, probe_images(session), EPS_VALUES, N_DIRECTIONS)
-        st.session_state[BASELINE_KEY] = {"key": key, "trainer": trainer, "curve": curve}
-        st.rerun()  # redraw with the button disabled and both curves
-    return found
-
-
-def sensitivity_section(session: TrainingSession) -> None:
-    baseline = baseline_button(session)
+def sensitivity_section(session: TrainingSession, reference: ReferenceRun | None) -> None:
     x = probe_images(session)
-    curve = model_cached(session, "sensitivity",
-                         lambda: analysis.sensitivity_curve(session.model, x, EPS_VALUES, N_DIRECTIONS))
-    lines = {f"contractive (λ = {session.config.lam:g})": curve}
-    if baseline is not None:
-        lines["plain autoencoder"] = baseline["curve"]
+    lines = {f"contractive (λ = {session.config.lam:g})": model_cached(
+        session, "sensitivity", lambda: analysis.sensitivity_curve(session.model, x, EPS_VALUES, N_DIRECTIONS))}
+    level = reference is not None and reference.trainer.step == session.step  # both nets as far trained
+    if level:
+        lines[REFERENCE] = model_cached(
+            session, "reference_sensitivity",
+            lambda: analysis.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS))
     st.markdown("**Code change against input perturbation size**")
     fig = plots.line_chart(EPS_VALUES, lines, x_title="perturbation size ε = ‖δ‖", y_title="‖f(x + δ) − f(x)‖")
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     st.plotly_chart(fig, key=f"contractive.sensitivity.{session.redraws}")
+    if reference is None:
+        beside = "λ = 0: this model is the net without the penalty; set λ > 0 to compare."
+    elif level:
+        beside = f"Both nets after {reference.epoch:.1f} epochs."
+    else:
+        beside = (f"The {REFERENCE} joins this chart when both have trained as long "
+                  f"({reference_progress(session, reference)}).")
     st.caption(f"Mean over {len(x)} test images and {N_DIRECTIONS} random directions δ of length ε (pixels not "
-               "clipped). " + ("" if baseline is not None else "Train the plain autoencoder above to compare."))
+               f"clipped). {beside}")
 
 
-def contractive_views(session: TrainingSession) -> None:
-    """Live: Jacobian norm over training | sensitivity beside a plain autoencoder."""
-    side_by_side(session, jacobian_section, sensitivity_section)
+def contractive_views(session: TrainingSession) -> bool:
+    """Live: Jacobian norm over training | sensitivity, each beside the net without the penalty. True while that
+    reference is still catching up with this model (the views keep redrawing)."""
+    reference = reference_net(session)
+    side_by_side(session, partial(jacobian_section, reference=reference),
+                 partial(sensitivity_section, reference=reference))
+    return reference is not None and not reference.caught_up(session.step)
 
 
 st.title("Contractive autoencoder")
@@ -107,8 +119,8 @@ what_you_are_seeing(
     "(except along directions the data needs). For the default encoder, one sigmoid layer of `code_size` units, "
     "the norm has a closed form; deeper encoders use autograd. Below the curves: $\\lVert J_f(x) \\rVert_F^2$ over "
     "training (the `contractive` term divided by $\\lambda$), and the code change $\\lVert f(x+\\delta) - "
-    "f(x) \\rVert$ against the perturbation size $\\lVert \\delta \\rVert$ for this model and for a plain "
-    "autoencoder of the same size.",
+    "f(x) \\rVert$ against the perturbation size $\\lVert \\delta \\rVert$, each beside the same net trained "
+    "alongside without the penalty ($\\lambda = 0$: same layers, data, seed and epochs).",
     [r"\mathcal{L}(x) = \underbrace{\mathcal{L}_{\text{rec}}(x, \hat x)}_{\texttt{reconstruction}}"
      r" + \underbrace{\lambda\, \lVert J_f(x) \rVert_F^2}_{\texttt{contractive}}, \qquad "
      r"J_f(x) = \frac{\partial f(x)}{\partial x} \in \mathbb{R}^{H \times D}",

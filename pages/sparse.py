@@ -11,7 +11,7 @@ from vaelab.ui.training_panel import training_panel
 
 VARIANT = "sparse"
 ACTIVATION_IMAGES = 1000  # test images over which rho_hat_j is measured
-CLASSIC_RHO = 0.25  # the classic plot of KL(rho || rho_hat)
+CLASSIC_RHO = 0.25  # the classic plot of KL(rho || rho_hat), a target to compare with
 SHARE = "sparsity / total"
 
 
@@ -46,13 +46,17 @@ def sparse_views(session: TrainingSession) -> None:
         st.plotly_chart(fig, key=f"sparse.hist.{session.redraws}")
     curve, share = st.columns(2)
     with curve:
-        rho = st.slider("ρ for the KL curve", 0.01, 0.99, CLASSIC_RHO, step=0.01, key="sparse.curve_rho",
-                        help=f"Only moves this plot; the model trains with ρ = {config.rho:g} (the form's rho). "
-                             f"{CLASSIC_RHO} gives the classic picture.")
-        fig = plots.kl_bernoulli_figure(rho, *analysis.kl_bernoulli_curve(rho), unit_rho_hats=rho_hat)
+        other = st.slider("Compare with another target ρ′", 0.01, 0.99, float(config.rho), step=0.01,
+                          key=f"sparse.compare_rho.{session.version}",
+                          help=f"Draws KL(ρ′ ‖ ρ̂) as a lighter curve; the model trains with ρ = {config.rho:g} "
+                               f"(the form's rho). {CLASSIC_RHO} gives the classic picture.")
+        fig = plots.kl_bernoulli_figure(config.rho, *analysis.kl_bernoulli_curve(config.rho), unit_rho_hats=rho_hat,
+                                        compare=(other, *analysis.kl_bernoulli_curve(other)))
         st.plotly_chart(fig, key=f"sparse.kl.{session.redraws}")
-        st.caption("Markers: the units at their current ρ̂ⱼ. The penalty charges each unit its height on the curve "
-                   f"for the training ρ = {config.rho:g}, times β = {config.beta:g}.")
+        st.caption(f"Markers: the units at their current ρ̂ⱼ ({n_images:,} test images) on the curve of the training "
+                   f"ρ = {config.rho:g}. During training each unit pays its height on this curve at its batch mean "
+                   f"ρ̂ⱼ, times β = {config.beta:g} (summed over units: `sparsity`). Move ρ′ off ρ for a second, "
+                   "lighter curve; double-click the chart to see all of ρ̂ in (0, 1).")
     with share:
         rows = analysis.term_share_history(session.history, "sparsity", name=SHARE)
         if not rows:
@@ -69,7 +73,12 @@ what_you_are_seeing(
     "One layer of sigmoid code units $h = \\sigma(Wx + b)$ (`code_size` = 144 by default, a 12x12 grid of filters). "
     "Besides reconstructing $x$, each unit's mean activation over the batch, $\\hat\\rho_j$, is pulled towards the "
     "target $\\rho$ (`rho`) by a KL-Bernoulli penalty weighted by $\\beta$ (`beta`): most units stay near 0 for any "
-    "one image, and the filters (rows of $W$ drawn as images) turn into strokes. Below the curves: the filters, "
+    "one image, and each filter (a row of $W$ drawn as an image) shows the pattern its unit detects. "
+    "`weight_decay` ($\\lambda_w$) adds $\\lambda_w W$ to the gradient of every weight matrix in each Adam step "
+    "(the gradient of $\\tfrac{\\lambda_w}{2}\\lVert W \\rVert^2$; biases are not decayed), so weights that "
+    "no image uses, such as those to the always-blank border pixels, fade to 0. With `reconstruction` = "
+    "`mse-mean` the reconstruction is averaged over the $D$ pixels (PyTorch's `nn.MSELoss()`, the lecture's code). "
+    "Below the curves: the filters, "
     "the histogram of $\\hat\\rho_j$ with $\\rho$ marked, the curve $\\mathrm{KL}(\\rho \\| \\hat\\rho)$ with the "
     "units on it, and the penalty's share of the loss (`sparsity` / `total`).",
     [r"\hat\rho_j = \frac{1}{B} \sum_{b=1}^{B} h_j(x_b), \qquad "
@@ -77,6 +86,8 @@ what_you_are_seeing(
      r" + (1-\rho)\log\frac{1-\rho}{1-\hat\rho_j}",
      r"\mathcal{L} = \underbrace{\frac{1}{B}\sum_{b=1}^{B} \mathcal{L}_{\text{rec}}(x_b, \hat x_b)}"
      r"_{\texttt{reconstruction}} + \underbrace{\beta \sum_{j=1}^{H} \mathrm{KL}(\rho \,\|\, \hat\rho_j)}"
-     r"_{\texttt{sparsity}}"],
+     r"_{\texttt{sparsity}}, \qquad \texttt{mse-mean}:\ \mathcal{L}_{\text{rec}} = \frac{1}{D}"
+     r"\sum_{i=1}^{D} (\hat x_i - x_i)^2",
+     r"\text{Adam step on } W \text{ with the gradient } \nabla_W \mathcal{L} + \lambda_w W"],
 )
 training_panel(VARIANT, extra_views=sparse_views)

@@ -129,6 +129,14 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     names = [t["name"] for t in code_map["data"]]
     assert names.count("mixture components (2 sd)") == 3
     assert "codes drawn from the mixture" in names and "codes drawn from N(0, I)" in names
+    by_name = {t["name"]: t for t in code_map["data"]}
+    digits = [by_name[str(d)]["marker"] for d in range(10)]
+    mixture, normal = (by_name[n]["marker"] for n in ("codes drawn from the mixture", "codes drawn from N(0, I)"))
+    assert [m["color"] for m in digits] == list(plots.CLASS_COLORS) == list(plots.PALETTE[:10])
+    assert len({digits[0].get("symbol", "circle"), mixture["symbol"], normal["symbol"]}) == 3  # three shapes
+    assert normal["color"] not in plots.CLASS_COLORS and mixture["color"] not in plots.CLASS_COLORS
+    assert min(mixture["size"], normal["size"]) > digits[0]["size"]
+    assert names.index("codes drawn from N(0, I)") > names.index("9")  # drawn over the codes
     ellipse = next(t for t in code_map["data"] if t["name"] == "mixture components (2 sd)")
     expected = analysis.mixture_ellipses(model.mixture_means, model.mixture_covariances)[0]
     np.testing.assert_allclose(np.stack([plotly_array(ellipse["x"]), plotly_array(ellipse["y"])], 1), expected,

@@ -25,16 +25,19 @@ from tests.helpers import (
     subset,
 )
 from vaelab import analysis
-from vaelab.baselines import plain_autoencoder_config, train_plain_autoencoder
+from vaelab.baselines import reference_run
 from vaelab.config import ConfigError
 from vaelab.data import load_data
 from vaelab.losses import kl_bernoulli
 from vaelab.training import Trainer
+from vaelab.ui import reference as reference_ui
 from vaelab.variants import build_model, get_variant
 from vaelab.variants.ae import Config as AeConfig
 from vaelab.variants.denoising import corrupt
 
 MAX_RUNS = 100
+REFERENCE = "same net without the penalty (λ = 0)"  # pages/contractive.py's reference curve
+EPS_VALUES, N_DIRECTIONS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0), 4  # its sensitivity chart's
 
 
 # -- helpers (more in tests/helpers.py) ----------------------------------------------------------------------------
@@ -149,38 +152,31 @@ def test_top_k_helpers_name_a_bad_k_and_refuse_models_without_a_top_k():
 
 
 # -- vaelab.baselines --------------------------------------------------------------------------------------------
-def test_plain_autoencoder_config_copies_every_shared_field():
-    source = get_variant("contractive").config_cls(hidden_sizes=(32,), code_size=7, activation="tanh",
-                                                   code_activation="sigmoid", reconstruction="mse", lam=2.0,
-                                                   lr=3e-3, batch_size=64, epochs=9, binarize="static")
-    config = plain_autoencoder_config(source)
-    assert type(config) is AeConfig
-    assert config.to_dict() == {name: value for name, value in source.to_dict().items() if name != "lam"}
-    assert plain_autoencoder_config(source, epochs=2).epochs == 2
-    with pytest.raises(ConfigError, match="epochs"):
-        plain_autoencoder_config(source, epochs=0)
-
-
 def _digits_subset():
     return subset(load_data("digits"), 400, slice(None))  # 8x8 images: trains in a blink; a new bundle
 
 
-def test_train_plain_autoencoder_starts_from_the_variants_weights_and_lowers_the_loss():
-    data = _digits_subset()
-    config = get_variant("contractive").config_cls(hidden_sizes=(), code_size=16, lam=0.5, batch_size=50,
-                                                   epochs=3, lr=1e-2)
-    variant = Trainer("contractive", config, data, seed=5)
-    fresh = Trainer("ae", plain_autoencoder_config(config), data, seed=5)
-    before = fresh.evaluate()["total"]
-    for a, b in zip(variant.model.parameters(), fresh.model.parameters(), strict=True):
-        assert torch.equal(a, b)  # same size and seed: the same starting weights, only the penalty differs
+def test_reference_run_follows_a_step_in_bounded_chunks_and_records_each_epoch():
+    data = _digits_subset()  # 400 images, 8 steps per epoch
+    config = get_variant("contractive").config_cls(hidden_sizes=(), code_size=16, lam=0.5, batch_size=50, epochs=3)
+    measured = []
 
-    seen = []
-    trainer = train_plain_autoencoder(config, data, seed=5, on_progress=lambda t: seen.append(t.step),
-                                      chunk_seconds=0.01)
-    assert trainer.variant == "ae" and trainer.done and trainer.error is None
-    assert trainer.step == 3 * 8 and seen[-1] == trainer.step and seen == sorted(seen)
-    assert trainer.evaluate()["total"] < 0.9 * before
+    def measure(model):
+        measured.append(model)
+        return float(model.jacobian_norm_sq(data.test.images[:20]).mean())
+
+    run = reference_run("contractive", config, data, measure, seed=5, lam=0.0)
+    assert run.trainer.config.lam == 0.0 and run.trainer.config.code_size == 16 and run.trainer.seed == 5
+    assert run.points == [(0.0, pytest.approx(measure(run.trainer.model)))]
+    assert run.extend_to(12, max_seconds=10.0)  # 1.5 epochs: stops at the epoch end, then at step 12
+    assert run.trainer.step == 12 and [e for e, _ in run.points] == [0.0, 1.0, 1.5]
+    assert run.extend_to(12, max_seconds=10.0) and run.trainer.step == 12  # never past the step it follows
+    assert not run.extend_to(24, max_seconds=1e-9)  # a tiny budget: one step, not caught up
+    assert run.trainer.step == 13 and not run.caught_up(24)
+    assert run.extend_to(1000, max_seconds=10.0) and run.trainer.done  # capped at its own run's end
+    assert [e for e, _ in run.points] == [0.0, 1.0, 1.5, 1.625, 2.0, 3.0]  # each epoch end and each chunk's end
+    assert len(measured) == len(run.points) + 1  # measured once per point (and once by this test)
+    assert run.seconds > 0
 
 
 # -- pages -------------------------------------------------------------------------------------------------------
@@ -261,18 +257,30 @@ def test_sparse_page_grows_the_history_and_draws_filters_activations_kl_curve_an
     assert any(c.startswith("Each code unit's encoder weights as a 28x28 image (144 units") for c in image_captions(at))
 
     histogram = _figure(at, "Mean activation")
-    assert histogram["layout"]["shapes"][0]["x0"] == pytest.approx(0.05)  # the training rho
+    assert histogram["layout"]["shapes"][0]["x0"] == pytest.approx(session.config.rho)  # the training rho
     test = session.data.test
     expected = analysis.encode_dataset(session.model, test.images[analysis.spaced_indices(len(test), 1000)]).mean(0)
     np.testing.assert_allclose(plotly_array(histogram["data"][0]["x"]), expected, rtol=1e-5)
 
-    kl = _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.25")
-    units = _trace(kl, "units")
+    rho = session.config.rho  # the training rho, whatever the defaults say
+    kl = _figure(at, f"KL(ρ ‖ ρ̂), training ρ = {rho:g}")  # the curve the model is trained with
+    assert [t["name"] for t in kl["data"]] == [f"KL(ρ = {rho:g} ‖ ρ̂), training ρ", "units (ρ̂ⱼ, training ρ)"]
+    curve = kl["data"][0]
+    np.testing.assert_allclose(plotly_array(curve["y"]),
+                               kl_bernoulli(rho, torch.tensor(plotly_array(curve["x"]))).numpy(), atol=1e-12)
+    units = _trace(kl, "units (ρ̂ⱼ, training ρ)")
     np.testing.assert_allclose(plotly_array(units["x"]), expected, rtol=1e-5)
-    expected_kl = kl_bernoulli(0.25, torch.tensor(expected, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(plotly_array(units["y"]), expected_kl, rtol=1e-5)
-    at.slider(key="sparse.curve_rho").set_value(0.5).run()
-    _figure(at, "KL(ρ ‖ ρ̂) for ρ = 0.5")
+    expected_kl = kl_bernoulli(rho, torch.tensor(expected, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(plotly_array(units["y"]), expected_kl, rtol=1e-5, atol=1e-9)
+    slider = at.slider(key=f"sparse.compare_rho.{session.version}")
+    assert slider.value == pytest.approx(rho)  # starts at the training rho: no second curve
+    other = 0.25 if not np.isclose(rho, 0.25) else 0.5
+    slider.set_value(other).run()
+    kl = _figure(at, f"KL(ρ ‖ ρ̂), training ρ = {rho:g}")
+    assert [t["name"] for t in kl["data"]] == [f"KL(ρ = {rho:g} ‖ ρ̂), training ρ",
+                                               f"KL(ρ′ = {other:g} ‖ ρ̂), for comparison", "units (ρ̂ⱼ, training ρ)"]
+    np.testing.assert_allclose(plotly_array(_trace(kl, "units (ρ̂ⱼ, training ρ)")["y"]), expected_kl, rtol=1e-5,
+                               atol=1e-9)  # the units stay on the training curve
 
     share = _trace(next(f for f in chart_specs(at) if any(t.get("name") == "train · sparsity / total"
                                                         for t in f["data"])), "train · sparsity / total")
@@ -305,32 +313,70 @@ def test_ksparse_page_shows_the_units_that_fire_their_filters_and_reconstruction
     assert any("(30 units" in c for c in captions)  # the whole filter grid
 
 
-def test_contractive_page_draws_the_jacobian_norm_and_compares_with_a_plain_autoencoder():
+def _reference_caught_up(at: AppTest, session, max_runs: int = 20):
+    """The contractive page's reference run, after the reruns it takes to catch up with the model."""
+    for _ in range(max_runs):
+        reference = at.session_state["vaelab.reference.contractive"]["run"]
+        if reference.caught_up(session.step):
+            return reference
+        at.run()
+    raise AssertionError("the reference net did not catch up")
+
+
+def _sensitivity_lines(at: AppTest) -> list[str]:
+    fig = next(f for f in chart_specs(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "")
+               .startswith("perturbation size"))
+    return [t["name"] for t in fig["data"]]
+
+
+def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_the_penalty_by_default(monkeypatch):
+    monkeypatch.setattr(reference_ui, "RUNNING_SECONDS", 1e-9)  # while the model trains: one reference step a redraw
     at = _page("contractive", "contractive", chunk_steps=20)
     at.button(key="panel.contractive.start").click().run()
-    button = at.button(key="contractive.train_baseline")
-    assert button.disabled  # not while training
+    session = session_of(at, "contractive")
+    lagging = at.session_state["vaelab.reference.contractive"]["run"]
+    assert 0 < lagging.trainer.step < session.step  # trained alongside, a step per redraw here
+    model_line = f"contractive (λ = {session.config.lam:g})"
+    assert _sensitivity_lines(at) == [model_line]  # not compared until both trained as long
+    assert any("joins this chart when both have trained as long" in c.value for c in at.caption)
+    assert any("catching up" in c.value for c in at.caption)
     run_until_stopped(at, "contractive", MAX_RUNS)
     no_exception(at)
-    session = session_of(at, "contractive")
     assert session.status == "finished"
+    reference = _reference_caught_up(at, session)
+    no_exception(at)
+    assert reference.trainer.variant == "contractive" and reference.trainer.config == session.config.replace(lam=0.0)
+    assert reference.trainer.step == session.step and reference.trainer.seed == session.trainer.seed
+    assert reference.trainer.data is session.data and reference.trainer.error is None
 
     jacobian = next(f for f in chart_specs(at) if any("J<sub>f</sub>" in (t.get("name") or "") for t in f["data"]))
     train = [r for r in session.history if r["kind"] == "train"]
     line = next(t for t in jacobian["data"] if t["name"].startswith("train"))
     np.testing.assert_allclose(plotly_array(line["y"]), [r["contractive"] / session.config.lam for r in train],
                                rtol=1e-6)
+    drawn = _trace(jacobian, REFERENCE)  # the second curve, drawn without pressing anything
+    epochs, norms = plotly_array(drawn["x"]), plotly_array(drawn["y"])
+    assert epochs[0] == 0.0 and epochs[-1] == 1.0 and (np.diff(epochs) > 0).all()
+    x = session.data.test.images[analysis.spaced_indices(len(session.data.test), 100)]
+    assert norms[-1] == pytest.approx(float(reference.trainer.model.jacobian_norm_sq(x).mean()), rel=1e-5)
+    fresh = Trainer("contractive", session.config, session.data, seed=session.trainer.seed).model
+    assert norms[0] == pytest.approx(float(fresh.jacobian_norm_sq(x).mean()), rel=1e-5)  # same starting weights
+    assert any("trained alongside in" in c and "catching up" not in c for c in (c.value for c in at.caption))
 
-    def sensitivity_lines():
-        fig = next(f for f in chart_specs(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "")
-                   .startswith("perturbation size"))
-        return [t["name"] for t in fig["data"]]
+    assert reference is lagging  # the same run, caught up once the model stopped
+    assert _sensitivity_lines(at) == [model_line, REFERENCE]
+    sensitivity = next(f for f in chart_specs(at) if [t["name"] for t in f["data"]] == _sensitivity_lines(at))
+    expected = analysis.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS)
+    np.testing.assert_allclose(plotly_array(sensitivity["data"][1]["y"]), expected, rtol=1e-5)
 
-    assert sensitivity_lines() == ["contractive (λ = 0.1)"]
-    at.button(key="contractive.train_baseline").click().run()
+    loss = next(f for f in chart_specs(at) if any(t.get("name") == "train · contractive" for t in f["data"]))
+    panel = {t["name"]: t.get("yaxis", "y") for t in loss["data"]}
+    assert panel["train · contractive"] == "y2" and panel["train · reconstruction"] == "y"  # readable on its own
+
+    # trained once: a new run of the same setting finds the same reference, already trained
+    at.button(key="panel.contractive.reset").click().run()
+    at.button(key="panel.contractive.start").click().run()
+    run_until_stopped(at, "contractive", MAX_RUNS)
     no_exception(at)
-    baseline = at.session_state["contractive.baseline"]["trainer"]
-    assert baseline.variant == "ae" and baseline.done and baseline.epoch == 1
-    assert baseline.config.code_size == 144 and baseline.config.hidden_sizes == ()
-    assert sensitivity_lines() == ["contractive (λ = 0.1)", "plain autoencoder"]
-    assert at.button(key="contractive.train_baseline").disabled  # already trained for this model
+    assert at.session_state["vaelab.reference.contractive"]["run"] is reference
+    assert reference.trainer.step == session.step and len(reference.points) == len(epochs)

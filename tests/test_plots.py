@@ -31,15 +31,43 @@ def by_name(fig: go.Figure) -> dict[str, go.BaseTraceType]:
 def test_loss_curves_one_line_per_term_and_split():
     fig = plots.loss_curves(HISTORY)
     traces = by_name(fig)
-    assert list(traces) == ["train · reconstruction", "test · reconstruction", "train · kl", "test · kl",
-                            "train · total", "test · total"]
+    assert set(traces) == {"train · reconstruction", "test · reconstruction", "train · kl", "test · kl",
+                           "train · total", "test · total"}
     assert list(traces["train · reconstruction"].x) == [0.5, 1.0, 1.5]
     assert list(traces["train · reconstruction"].y) == [200.0, 150.0, 120.0]
     assert list(traces["train · kl"].x) == [0.5]  # the row without kl and the NaN are skipped
     assert traces["test · kl"].line.dash == "dash" and "markers" in traces["test · kl"].mode
     assert traces["train · kl"].line.dash is None and traces["train · kl"].mode == "lines"
     assert traces["train · kl"].line.color == traces["test · kl"].line.color
-    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.type == "linear"
+    assert [traces[f"train · {t}"].line.color for t in ("reconstruction", "kl", "total")] == list(plots.PALETTE[:3])
+    bottom = fig.layout.xaxis2  # kl (~5) is 30x smaller than the total (~150): a second panel below
+    assert bottom.title.text == "epoch" and fig.layout.yaxis.type == "linear"
+
+
+def test_loss_curves_give_a_term_much_smaller_than_the_total_its_own_panel():
+    history = [{"kind": kind, "epoch": e, "reconstruction": 100.0 - e, "contractive": 1.0 + 0.1 * e,
+                "total": 101.0 - 0.9 * e} for e in range(1, 6) for kind in ("train", "test")]
+    fig = plots.loss_curves(history, log_y=True)
+    panel = {t.name: t.yaxis for t in fig.data}
+    assert panel["train · reconstruction"] == panel["test · total"] == "y"  # within 10x: one panel
+    assert panel["train · contractive"] == panel["test · contractive"] == "y2"  # ~100x smaller: its own
+    assert fig.layout.yaxis.title.text == "loss per image" and fig.layout.yaxis2.title.text == "contractive"
+    assert fig.layout.xaxis.matches == "x2" or fig.layout.xaxis2.matches == "x"  # one shared epoch axis
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "log"  # the log toggle reaches every panel
+    assert fig.layout.yaxis.domain[0] > fig.layout.yaxis2.domain[1]  # the total's panel on top
+    assert fig.layout.height > plots.LOSS_HEIGHT
+    contractive = np.asarray(by_name(fig)["train · contractive"].y)
+    lo, hi = contractive.min(), contractive.max()
+    assert (hi - lo) / hi > 0.2  # drawn on its own range, the term's change is visible
+
+
+def test_term_panels_group_terms_within_ten_times_and_keep_empty_terms_with_the_total():
+    history = [{"kind": "train", "epoch": 1, "reconstruction": 80.0, "kl": 25.0, "sparsity": 2.0, "tiny": 0.01,
+                "zero": 0.0, "total": 107.0}]
+    assert plots.term_panels(history, ["reconstruction", "kl", "sparsity", "tiny", "zero", "missing", "total"]) == [
+        ["reconstruction", "kl", "zero", "missing", "total"], ["sparsity"], ["tiny"]]
+    assert plots.term_panels([], ["total"]) == [["total"]] and plots.term_panels([], []) == [[]]
+    assert plots.term_scale(history, "kl") == 25.0 and plots.term_scale(history, "missing") == 0.0
 
 
 def test_loss_curves_selected_terms_and_log_axis():
@@ -136,18 +164,40 @@ def test_activation_histogram_marks_rho():
     assert len(plots.activation_histogram(np.array([0.1])).layout.shapes) == 0
 
 
+def _kl_curve(rho: float, x: np.ndarray) -> np.ndarray:
+    return dist.kl_divergence(dist.Bernoulli(probs=torch.full(x.shape, rho, dtype=torch.float64)),
+                              dist.Bernoulli(probs=torch.from_numpy(x))).numpy()
+
+
 def test_kl_bernoulli_figure_puts_units_on_the_curve():
     rho = 0.25
     curve_x = np.linspace(0.01, 0.99, 50)
-    curve_y = dist.kl_divergence(dist.Bernoulli(probs=torch.full((50,), rho, dtype=torch.float64)),
-                                 dist.Bernoulli(probs=torch.from_numpy(curve_x))).numpy()
     units = np.array([0.05, 0.25, 0.6])
-    fig = plots.kl_bernoulli_figure(rho, curve_x, curve_y, unit_rho_hats=units)
+    fig = plots.kl_bernoulli_figure(rho, curve_x, _kl_curve(rho, curve_x), unit_rho_hats=units)
     assert len(fig.data) == 2
-    expected = dist.kl_divergence(dist.Bernoulli(probs=torch.full((3,), rho, dtype=torch.float64)),
-                                  dist.Bernoulli(probs=torch.from_numpy(units))).numpy()
-    np.testing.assert_allclose(fig.data[1].y, expected, rtol=1e-9, atol=1e-12)
-    assert len(plots.kl_bernoulli_figure(rho, curve_x, curve_y).data) == 1
+    np.testing.assert_allclose(fig.data[1].y, _kl_curve(rho, units), rtol=1e-9, atol=1e-12)
+    assert len(plots.kl_bernoulli_figure(rho, curve_x, _kl_curve(rho, curve_x)).data) == 1
+
+
+def test_kl_bernoulli_figure_draws_the_training_rho_first_and_a_compared_rho_lighter():
+    rho, other = 0.05, 0.25
+    curve_x = np.linspace(0.005, 0.995, 199)
+    units = np.array([0.03, 0.05, 0.08, 0.12])
+    fig = plots.kl_bernoulli_figure(rho, curve_x, _kl_curve(rho, curve_x), unit_rho_hats=units,
+                                    compare=(other, curve_x, _kl_curve(other, curve_x)))
+    first, second, markers = fig.data
+    assert "0.05" in first.name and "training" in first.name and fig.layout.title.text.endswith("ρ = 0.05")
+    np.testing.assert_allclose(first.y, _kl_curve(rho, curve_x))
+    assert "0.25" in second.name and second.line.dash == "dot" and second.line.width < first.line.width
+    np.testing.assert_allclose(markers.y, _kl_curve(rho, units), rtol=1e-9, atol=1e-12)  # on the training curve
+    assert [s.x0 for s in fig.layout.shapes] == [rho]
+    # the view opens on the small rho's valley (and the compared rho), not the whole of (0, 1)
+    x_max = fig.layout.xaxis.range[1]
+    assert 1.25 * other <= x_max < 0.5
+    visible = np.r_[_kl_curve(rho, curve_x), _kl_curve(other, curve_x)][np.r_[curve_x, curve_x] <= x_max]
+    assert fig.layout.yaxis.range[1] == pytest.approx(1.08 * visible.max())
+    same = plots.kl_bernoulli_figure(rho, curve_x, _kl_curve(rho, curve_x), compare=(rho, curve_x, curve_x))
+    assert len(same.data) == 1  # comparing rho with itself adds nothing
 
 
 # ---------------------------------------------------------------- generic charts
@@ -162,3 +212,34 @@ def test_bar_and_line_charts():
         plots.line_chart([0.1, 0.2], {"plain": [1.0]})
     with pytest.raises(ValueError, match="values"):
         plots.bar_chart(["a"], [1.0, 2.0])
+
+
+# ---------------------------------------------------------------- one colour-blind-safe palette
+def test_one_colour_blind_safe_palette_colours_digits_and_lines():
+    from plotly.colors import qualitative
+
+    assert sorted(plots.PALETTE) == sorted(qualitative.Safe) and len(set(plots.PALETTE)) == 11
+    digits = plots.latent_scatter(np.zeros((10, 2)), np.arange(10))
+    assert [t.marker.color for t in digits.data] == list(plots.PALETTE[:10]) == list(plots.CLASS_COLORS)
+    lines = plots.line_chart([0, 1], {"a": [1, 2], "b": [2, 3], "c": [3, 4]})
+    assert [t.line.color for t in lines.data] == list(plots.PALETTE[:3])
+    history = [{"kind": "train", "epoch": 1, "a": 1.0, "b": 2.0}]
+    assert [t.line.color for t in plots.train_curves(history, {"a": "A", "b": "B"}).data] == list(plots.PALETTE[:2])
+    compared = plots.compare_loss_curves({"m1": history, "m2": history}, "a", kinds=("train",))
+    assert [t.line.color for t in compared.data] == list(plots.PALETTE[:2])
+    bars = plots.bar_chart(["x", "y"], [1.0, 2.0])
+    assert list(bars.data[0].marker.color) == list(plots.PALETTE[:2])
+
+
+def test_drawn_codes_differ_from_the_digit_dots_in_shape_and_colour():
+    fig = plots.latent_scatter(np.zeros((10, 2)), np.arange(10))
+    plots.add_points(fig, np.ones((3, 2)), "mixture", **plots.MIXTURE_DRAWS)
+    plots.add_points(fig, np.ones((3, 2)), "normal", **plots.NORMAL_DRAWS)
+    digits, mixture, normal = fig.data[:10], fig.data[10], fig.data[11]
+    symbols = {digits[0].marker.symbol or "circle", mixture.marker.symbol, normal.marker.symbol}
+    assert len(symbols) == 3  # three shapes: dots, diamonds, crosses
+    assert {t.marker.symbol for t in digits} == {digits[0].marker.symbol}
+    for drawn in (mixture, normal):
+        assert drawn.marker.color not in plots.CLASS_COLORS and drawn.marker.size > digits[0].marker.size
+        assert drawn.marker.line.color != drawn.marker.color  # an outline that shows over the dots
+    assert mixture.marker.color != normal.marker.color

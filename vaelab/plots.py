@@ -12,11 +12,19 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 HISTORY_META = ("kind", "step", "epoch", "time", "samples_per_s")
-CLASS_COLORS = qualitative.D3  # 10 distinct colours, one per digit
-TERM_COLORS = qualitative.Plotly
+# The one qualitative palette of the app: Paul Tol's colour-blind-safe set (Plotly's ``qualitative.Safe``), its
+# strongest colours first so the first lines of a chart read on a projector. Digits take the first 10; the grey
+# (the 11th) is left to no class. Markers that must not look like a digit use black and white (see the *_DRAWS).
+PALETTE = tuple(qualitative.Safe[i] for i in (4, 1, 3, 0, 8, 6, 2, 5, 7, 9, 10))
+CLASS_COLORS = PALETTE[:10]  # one per digit
+TERM_COLORS = PALETTE  # one per line of a multi-line chart
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+SCALE_RATIO = 10.0  # a loss term this many times smaller than the total gets a panel of its own
+KL_VIEW_MIN = 0.3  # the KL figure's x axis shows at least rho_hat in [0, 0.3]
+LOSS_HEIGHT, PANEL_HEIGHT = 420, 150  # px: a loss chart of one panel, and each further panel
 GREY = [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]  # 0 black, 1 white: MNIST's white ink on black
 
 
@@ -44,35 +52,85 @@ def _smoothed(values: list[float], weight: float) -> list[float]:
     return out
 
 
+def _finite_values(history: Sequence[Mapping], term: str, kinds: Sequence[str] = ("train", "test")) -> list[float]:
+    return [float(r[term]) for r in history if r.get("kind") in kinds and isinstance(r.get(term), int | float)
+            and not isinstance(r.get(term), bool) and math.isfinite(r[term])]
+
+
+def term_scale(history: Sequence[Mapping], term: str) -> float:
+    """A term's typical size: the median of its absolute values in the train and test rows (0 when it has none)."""
+    values = _finite_values(history, term)
+    return float(np.median(np.abs(values))) if values else 0.0
+
+
+def term_panels(history: Sequence[Mapping], terms: Sequence[str], ratio: float = SCALE_RATIO) -> list[list[str]]:
+    """The terms grouped into panels of one loss chart, the largest terms' panel first.
+
+    A term shares the panel of a larger term when it is within ``ratio`` of that panel's largest term; otherwise it
+    gets a panel of its own (a contractive term of ~1 beside a total of ~100 would be flat on one axis). Terms that
+    are all zero or not in the history stay in the first panel. Within a panel the terms keep their given order.
+    """
+    scales = {t: term_scale(history, t) for t in terms}
+    anchors: list[float] = []  # each panel's largest scale
+    panels: list[list[str]] = []
+    for term in sorted(terms, key=lambda t: -scales[t]):  # stable: equal scales keep their order
+        scale = scales[term]
+        home = next((i for i, a in enumerate(anchors) if scale == 0.0 or scale * ratio >= a), None)
+        if home is None:
+            anchors.append(scale)
+            panels.append([term])
+        else:
+            panels[home].append(term)
+    order = {t: i for i, t in enumerate(terms)}
+    return [sorted(panel, key=order.__getitem__) for panel in panels] or [[]]
+
+
+def _term_traces(history: Sequence[Mapping], term: str, color: str, smooth: float) -> list[go.Scatter]:
+    """A term's train line (solid, smoothed) and test line (dashed, markers), for the rows that have it."""
+    traces = []
+    for kind in ("train", "test"):
+        points = [(float(r["epoch"]), float(r[term])) for r in history
+                  if r.get("kind") == kind and isinstance(r.get(term), int | float) and math.isfinite(r[term])
+                  and "epoch" in r]
+        if not points:
+            continue
+        x, y = (list(v) for v in zip(*points, strict=True))
+        if kind == "train":
+            y = _smoothed(y, smooth)
+            style = {"mode": "lines", "line": {"color": color, "width": 2}}
+        else:
+            style = {"mode": "lines+markers", "line": {"color": color, "dash": "dash"}, "marker": {"size": 6}}
+        traces.append(go.Scatter(x=x, y=y, name=f"{kind} · {term}", legendgroup=term, **style,
+                                 hovertemplate=f"{kind} {term}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
+    return traces
+
+
 def loss_curves(history: Sequence[Mapping], terms: Sequence[str] | None = None, log_y: bool = False,
                 smooth: float = 0.0, title: str | None = None) -> go.Figure:
     """One line per loss term against epoch: train rows solid, test rows dashed with markers.
 
-    ``smooth`` in [0, 1) is the weight of an exponential moving average over the train rows. Rows missing a
-    term, and non-finite values, are skipped. An empty history gives an empty figure with axis titles.
+    Terms of very different sizes go on panels of their own, stacked with a shared epoch axis (see
+    :func:`term_panels`); the first panel is the largest terms', titled "loss per image", the others by their
+    terms. ``log_y`` puts every panel on a log axis. ``smooth`` in [0, 1) is the weight of an exponential moving
+    average over the train rows. Rows missing a term, and non-finite values, are skipped. An empty history gives an
+    empty figure with axis titles.
     """
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth: must be in [0, 1) (got {smooth!r})")
     terms = history_terms(history) if terms is None else list(terms)
-    fig = go.Figure()
-    for i, term in enumerate(terms):
-        color = TERM_COLORS[i % len(TERM_COLORS)]
-        for kind in ("train", "test"):
-            points = [(float(r["epoch"]), float(r[term])) for r in history
-                      if r.get("kind") == kind and isinstance(r.get(term), int | float) and math.isfinite(r[term])
-                      and "epoch" in r]
-            if not points:
-                continue
-            x, y = (list(v) for v in zip(*points, strict=True))
-            if kind == "train":
-                y = _smoothed(y, smooth)
-                style = {"mode": "lines", "line": {"color": color, "width": 2}}
-            else:
-                style = {"mode": "lines+markers", "line": {"color": color, "dash": "dash"}, "marker": {"size": 6}}
-            fig.add_trace(go.Scatter(x=x, y=y, name=f"{kind} · {term}", legendgroup=term, **style,
-                                     hovertemplate=f"{kind} {term}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="loss per image",
-                      yaxis_type="log" if log_y else "linear", uirevision="loss-curves", margin=MARGIN,
+    panels = term_panels(history, terms)
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[2.0] + [1.0] * (len(panels) - 1))
+    for row, panel in enumerate(panels, start=1):
+        for term in panel:
+            color = TERM_COLORS[terms.index(term) % len(TERM_COLORS)]
+            for trace in _term_traces(history, term, color, smooth):
+                fig.add_trace(trace, row=row, col=1)
+        fig.update_yaxes(title_text="loss per image" if row == 1 else " + ".join(panel), row=row, col=1)
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_xaxes(title_text="epoch", row=len(panels), col=1)
+    fig.update_layout(title=title, uirevision="loss-curves", margin=MARGIN,
+                      height=None if len(panels) == 1 else LOSS_HEIGHT + PANEL_HEIGHT * (len(panels) - 1),
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
 
@@ -164,7 +222,7 @@ def latent_scatter(points: np.ndarray, labels: Sequence[int] | np.ndarray | None
 
 
 def add_ellipses(fig: go.Figure, ellipses: Sequence[np.ndarray], name: str = "mixture (2 sd)",
-                 color: str = "black") -> go.Figure:
+                 color: str = "rgb(80, 80, 80)") -> go.Figure:
     """Draw closed outlines ((n_points, 2) each) on a figure as one legend group; returns the figure."""
     for k, e in enumerate(ellipses):
         e = np.asarray(e)
@@ -180,29 +238,58 @@ def activation_histogram(rho_hat: np.ndarray, rho: float | None = None, nbins: i
     fig = go.Figure(go.Histogram(x=np.asarray(rho_hat, dtype=np.float64).reshape(-1), nbinsx=nbins,
                                  name="units", marker_color=TERM_COLORS[0]))
     if rho is not None:
-        fig.add_vline(x=float(rho), line={"color": "crimson", "dash": "dash"}, annotation_text=f"ρ = {rho:g}")
+        fig.add_vline(x=float(rho), line={"color": PALETTE[1], "dash": "dash"}, annotation_text=f"ρ = {rho:g}")
     fig.update_layout(title=title, xaxis_title="ρ̂ⱼ (mean activation)", yaxis_title="units", margin=MARGIN,
                       bargap=0.05)
     return fig
 
 
+def _kl_window(rho: float, units: np.ndarray, compare_rho: float | None) -> float:
+    """The right end of the KL figure's x axis: wide enough for rho's valley, every unit and the compared rho."""
+    wanted = [KL_VIEW_MIN, 4.0 * rho, 1.25 * float(units.max(initial=0.0))]
+    if compare_rho is not None:
+        wanted.append(1.25 * compare_rho)
+    return min(1.0, max(wanted))
+
+
 def kl_bernoulli_figure(rho: float, rho_hat_curve: np.ndarray, kl_curve: np.ndarray,
-                        unit_rho_hats: np.ndarray | None = None, title: str | None = None) -> go.Figure:
-    """The curve KL(rho || rho_hat) and, as markers on it, the current units' (rho_hat_j, KL(rho || rho_hat_j))."""
-    fig = go.Figure(go.Scatter(x=np.asarray(rho_hat_curve), y=np.asarray(kl_curve), mode="lines",
-                               name=f"KL(ρ={rho:g} ‖ ρ̂)", line={"color": TERM_COLORS[0]}))
+                        unit_rho_hats: np.ndarray | None = None, title: str | None = None,
+                        compare: tuple[float, np.ndarray, np.ndarray] | None = None) -> go.Figure:
+    """The curve KL(rho || rho_hat) for the training rho and, as markers on it, the current units'
+    (rho_hat_j, KL(rho || rho_hat_j)). ``compare`` = (rho', rho_hat_curve', kl_curve') adds KL(rho' || rho_hat) as a
+    lighter dotted curve (another target to compare with); None, or rho' = rho, draws none.
+
+    The axes open on the part that holds rho's valley, the units and rho' (a small rho's valley is a sliver of
+    [0, 1]); double-click the chart for the whole curve.
+    """
+    import torch
+
+    from vaelab.losses import kl_bernoulli
+
+    x, y = np.asarray(rho_hat_curve, dtype=np.float64), np.asarray(kl_curve, dtype=np.float64)
+    units = np.asarray(unit_rho_hats if unit_rho_hats is not None else [], dtype=np.float64).reshape(-1)
+    compare = compare if compare is not None and not math.isclose(compare[0], rho) else None
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name=f"KL(ρ = {rho:g} ‖ ρ̂), training ρ",
+                               line={"color": PALETTE[0], "width": 2.5}))
+    if compare is not None:
+        cx, cy = np.asarray(compare[1], dtype=np.float64), np.asarray(compare[2], dtype=np.float64)
+        fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", name=f"KL(ρ′ = {compare[0]:g} ‖ ρ̂), for comparison",
+                                 line={"color": PALETTE[-1], "width": 1.5, "dash": "dot"}, opacity=0.8))
+        x, y = np.concatenate([x, cx]), np.concatenate([y, cy])
     if unit_rho_hats is not None:
-        import torch
-
-        from vaelab.losses import kl_bernoulli
-
-        u = torch.as_tensor(np.asarray(unit_rho_hats, dtype=np.float64).reshape(-1))
-        fig.add_trace(go.Scatter(x=u.numpy(), y=kl_bernoulli(float(rho), u).numpy(), mode="markers", name="units",
-                                 marker={"color": "crimson", "size": 7, "opacity": 0.7},
+        unit_kl = kl_bernoulli(float(rho), torch.as_tensor(units)).numpy()
+        fig.add_trace(go.Scatter(x=units, y=unit_kl, mode="markers", name="units (ρ̂ⱼ, training ρ)",
+                                 marker={"color": PALETTE[1], "size": 7, "opacity": 0.75,
+                                         "line": {"color": "white", "width": 0.5}},
                                  hovertemplate="ρ̂ = %{x:.3f}<br>KL = %{y:.3f}<extra>unit</extra>"))
+        x, y = np.concatenate([x, units]), np.concatenate([y, unit_kl])
+    x_max = _kl_window(rho, units, compare[0] if compare is not None else None)
+    in_view = y[(x <= x_max) & np.isfinite(y)]
+    y_max = 1.08 * float(in_view.max(initial=0.0)) or 1.0
     fig.add_vline(x=float(rho), line={"color": "grey", "dash": "dot"})
-    fig.update_layout(title=title or f"KL(ρ ‖ ρ̂) for ρ = {rho:g}", xaxis_title="ρ̂", yaxis_title="KL (nats)",
-                      xaxis_range=[0, 1], margin=MARGIN)
+    fig.update_layout(title=title or f"KL(ρ ‖ ρ̂), training ρ = {rho:g}", xaxis_title="ρ̂",
+                      yaxis_title="KL (nats)", xaxis_range=[0, x_max], yaxis_range=[0, y_max], margin=MARGIN,
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return fig
 
 
@@ -273,15 +360,34 @@ def train_curves(history: Sequence[Mapping], series: Mapping[str, str], title: s
     return fig
 
 
+# Codes drawn over a code map coloured by digit: shapes and colours no digit has, larger than the codes' dots.
+MIXTURE_DRAWS = {"symbol": "diamond", "color": "white", "outline": "black", "size": 11}
+NORMAL_DRAWS = {"symbol": "x", "color": "black", "outline": "white", "size": 12}
+
+
 def add_points(fig: go.Figure, points: np.ndarray, name: str, color: str = "black", symbol: str = "x",
-               size: int = 7) -> go.Figure:
-    """Overlay 2-D points (N, 2) (e.g. sampled codes) as one extra legend entry; returns the figure."""
+               size: int = 7, outline: str = "white") -> go.Figure:
+    """Overlay 2-D points (N, 2) (e.g. sampled codes) as one extra legend entry; returns the figure.
+
+    ``outline`` is the colour of each marker's edge (it keeps the marker readable over dense points)."""
     p = np.asarray(points, dtype=np.float32)
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"points: expected shape (N, 2), got {p.shape}")
     fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=name,
-                             marker={"symbol": symbol, "color": color, "size": size, "line": {"width": 1}},
+                             marker={"symbol": symbol, "color": color, "size": size,
+                                     "line": {"width": 1.5, "color": outline}},
                              hovertemplate=f"{name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    return fig
+
+
+def add_curve(fig: go.Figure, x: Sequence[float], y: Sequence[float], name: str, color: str = PALETTE[1],
+              dash: str | None = None) -> go.Figure:
+    """Overlay one line with markers (e.g. a reference model's measure against epoch); returns the figure."""
+    if len(x) != len(y):
+        raise ValueError(f"y: expected {len(x)} values (one per x), got {len(y)}")
+    fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers",
+                             line={"color": color, "width": 2, "dash": dash}, marker={"size": 6},
+                             hovertemplate=f"{name}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>"))
     return fig
 
 

@@ -28,6 +28,9 @@ Modules:
     images          ``show_image_rows`` (rows of digits), ``show_picture`` (filter grids, manifolds)
     latent_views    cached test codes, clickable latent map + picked image, ELBO split table, t-SNE on request
     layout          ``side_by_side(session, *views)``, ``train_under_progress_bar`` (a companion model in place)
+    reference       ``reference_beside(session, name, measure, **changes)``: a reference net (e.g. lam = 0) trained
+                    alongside the page's model, a bounded time per redraw; ``extra_views`` returning True keeps
+                    redrawing until it has caught up
     explain         ``what_you_are_seeing(markdown, latex_list)``
     pages           the page table used by ``app.py`` and the Home page
 """

@@ -5,7 +5,9 @@ While the run is ``running`` the fragment is registered with ``run_every``: each
 (``refresh_seconds``) is shorter than a run, so the next run is already queued when one ends and the runs follow
 each other back to back (see ``REFRESH_SECONDS``). The page's own ``extra_views(session)`` live in a second fragment
 with a slower timer (``VIEWS_REFRESH_SECONDS``). When the run stops (finished, error, paused elsewhere) the first
-fragment asks for a full rerun, which registers both again without a timer. No thread ever calls Streamlit.
+fragment asks for a full rerun, which registers both again without a timer. ``extra_views`` may return True when
+it has work left (a reference model still training beside the page's own): its fragment then keeps its timer after
+the run stops, until it returns False. No thread ever calls Streamlit.
 
 Under ``streamlit.testing`` (AppTest) fragments do not tick on their own: every ``at.run()`` executes the whole
 page, fragments included, so each ``run()`` advances one chunk.
@@ -26,7 +28,7 @@ from vaelab.ui import session as state
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.session import TrainingSession, get_session, run_model
 
-ExtraViews = Callable[[TrainingSession], None]
+ExtraViews = Callable[[TrainingSession], bool | None]  # True: work left, redraw again soon
 FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn sooner after Start
 # Streamlit queues a timer rerun that arrives while the fragment runs (a click on a button still interrupts it at
 # the next Streamlit call). With the timer shorter than a run (chunk + ~0.06 s of redraw), a run starts as soon as
@@ -163,8 +165,10 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
               views_refresh_seconds: float = VIEWS_REFRESH_SECONDS, n_images: int = 10,
               show_reconstructions: bool = True) -> None:
     """Progress, curves and reconstructions, advancing training while the run is running; then ``extra_views`` in a
-    fragment of their own, redrawn every ``views_refresh_seconds`` while running (their widgets rerun only them)."""
+    fragment of their own, redrawn every ``views_refresh_seconds`` while running or while they report work left
+    (their widgets rerun only them)."""
     registered_running = get_session(variant).running
+    registered_busy = get_session(variant).views_busy
 
     @st.fragment(run_every=refresh_seconds if registered_running else None)
     def _live() -> None:
@@ -175,12 +179,15 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
     if extra_views is None:
         return
 
-    @st.fragment(run_every=views_refresh_seconds if registered_running else None)
+    timer = registered_running or registered_busy
+
+    @st.fragment(run_every=views_refresh_seconds if timer else None)
     def _views() -> None:
         with LIVE_LOCK:
             session = get_session(variant)
-            if session.has_model:
-                extra_views(session)
+            session.views_busy = bool(extra_views(session)) if session.has_model else False
+        if (registered_running or session.views_busy) != timer:  # a change of `running` is _tick's to handle
+            st.rerun(scope="app")  # register the fragment again with (or without) its timer
 
     _views()
 

@@ -35,6 +35,7 @@ class TrainingSession:
     message: str | None = None  # the last error or notice, shown by the panel
     version: int = 0  # bumps whenever the model is replaced; part of every cache key
     redraws: int = 0  # live-view redraw counter (fresh chart keys)
+    views_busy: bool = False  # the page's live views reported work left (they keep their timer): see live_view
     chunk_steps: int | None = None  # cap on steps per live chunk besides the time budget (tests: deterministic)
     results: dict[Hashable, Any] = field(default_factory=dict, repr=False)  # see model_cached
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
