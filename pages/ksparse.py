@@ -61,7 +61,7 @@ def ksparse_views(session: TrainingSession) -> None:
         weights = analysis.first_layer_weights(session.model)
         show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
                      caption=f"Each {what}'s encoder weights as an image ({len(weights)} units, each tile scaled "
-                             f"to its own min..max) · step {session.step:,}")
+                             f"to its own min..max) · k = {session.model.current_k} now · step {session.step:,}")
     with inspect:
         pick, slider = st.columns(2)
         with pick:
@@ -76,13 +76,19 @@ def ksparse_views(session: TrainingSession) -> None:
 
 st.title("k-sparse autoencoder")
 what_you_are_seeing(
-    "A linear encoder $h = Wx + b$ (`code_size` = 144 units by default) whose code keeps only the $k$ largest "
-    "units of each image (`k`) and sets the rest to 0; the decoder reconstructs from those $k$. No penalty term: "
-    "sparsity is built into the code, and gradients reach only the kept units. Below the curves: every unit's "
+    "A linear encoder $h = W(x - \\bar x) + b$ (`code_size` = 144 units by default) whose code keeps only the $k$ "
+    "largest units of each image (`k`) and sets the rest to 0; the decoder reconstructs from those $k$. No penalty "
+    "term: sparsity is built into the code, and gradients reach only the kept units. The input is centred on the "
+    "training set's mean image $\\bar x$ (`center_input`; off: $\\bar x = 0$): otherwise the units that happen to "
+    "align with the average digit win every top-$k$ from the first steps and the rest never train (dead units). "
+    "With `anneal_epochs` = $A > 0$, the $k$ in use starts at $H$ = `code_size` and falls linearly to `k` over the "
+    "first $A$ epochs (Makhzani & Frey), so that every unit gets gradient early. Below the curves: every unit's "
     "filter (its row of $W$ as an image), and for one test image the $k$ units that fire, their filters, and the "
     "image rebuilt from its $k$ largest units for several $k$.",
     [r"z = \mathrm{top}_k(h) = h \odot m, \quad m_j = 1 \text{ if } h_j \text{ is among the } k "
-     r"\text{ largest of } h, \text{ else } 0, \qquad h = Wx + b",
+     r"\text{ largest of } h, \text{ else } 0, \qquad h = W(x - \bar x) + b",
+     r"k_{\text{now}} = \operatorname{round}\Big(H - (H - k)\,\min\big(1, \tfrac{e}{A}\big)\Big)"
+     r"\quad (e = \text{epochs trained so far; } k \text{ itself when } A = 0)",
      r"\hat x = \sigma(g(z)), \qquad \texttt{bce}:\ \mathcal{L}(x) = -\sum_{i=1}^{D} \big[x_i \log \hat x_i"
      r" + (1-x_i)\log(1-\hat x_i)\big]"],
 )
