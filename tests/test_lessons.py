@@ -251,3 +251,12 @@ def test_every_default_is_the_first_preset_and_every_preset_has_a_note():
         first = next(iter(cls.PRESETS))
         assert cls.from_preset(first) == cls(), key  # the page's first preset is the lesson default
         assert set(cls.PRESET_NOTES) == set(cls.PRESETS), key
+
+
+def test_digit_score_is_one_for_alike_images_and_the_class_count_for_clear_varied_ones():
+    assert lessons.digit_score(np.eye(10)[np.arange(50) % 10]) == pytest.approx(10.0)  # clear, all digits
+    assert lessons.digit_score(np.eye(10)[np.zeros(50, dtype=int)]) == pytest.approx(1.0)  # clear, one digit
+    assert lessons.digit_score(np.full((50, 10), 0.1)) == pytest.approx(1.0)  # unclear
+    two = np.array([[0.9, 0.1], [0.1, 0.9]])  # independent: exp(KL([0.9, 0.1] || [0.5, 0.5]))
+    kl = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    assert lessons.digit_score(two) == pytest.approx(math.exp(kl))
