@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 import vaelab
+from vaelab.budget import check_budget
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.training import Trainer
@@ -316,12 +317,15 @@ def _check_weight_shapes(path: Path, payload: dict[str, Any], variant: str, conf
         raise CheckpointError(f"{path}: the weights do not match the config (model_state is a "
                               f"{type(state).__name__}, not a dict)")
     try:
+        check_budget(variant, config, payload["input_dim"], payload["n_classes"])  # before any model exists
         with torch.device("meta"):
             model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
     except (ConfigError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: its config is rejected: {e}") from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    resizable = set(model.resizable_state)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in resizable}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()
+              if k not in resizable}
     missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
     mismatched = [k for k in expected if k in stored and stored[k] != expected[k]]
     if mismatched:
@@ -340,6 +344,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", expected_varian
     payload = _read_payload(path, map_location)
     variant = _checked_variant(path, payload, expected_variant)
     config = _checked_config(path, payload, variant)
+    _check_weight_shapes(path, payload, variant, config)  # the memory budget and every shape, on the meta device
     try:
         model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
     except (ConfigError, TypeError, ValueError, RuntimeError) as e:  # e.g. a negative input_dim

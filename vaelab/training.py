@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from vaelab.budget import check_budget
 from vaelab.config import BaseConfig
 from vaelab.data import DataBundle, binarize
 from vaelab.variants import build_model
@@ -63,6 +64,7 @@ class Trainer:
         self.log_every = log_every
         self.precision = precision
 
+        check_budget(variant, config, data.input_dim, data.n_classes)  # ConfigError before anything is allocated
         # Build the model under the seed without touching the caller's global RNG; the state the global RNG is
         # left in becomes the trainer's own stream for model-internal randomness.
         with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):

@@ -15,6 +15,9 @@ from typing import Any
 
 import streamlit as st
 
+from vaelab.budget import check_budget
+from vaelab.config import BaseConfig, ConfigError
+from vaelab.data import DataBundle
 from vaelab.ui.checkpoint_panel import checkpoint_panel
 from vaelab.ui.config_form import config_form, default_prefix
 from vaelab.ui.controls import render_controls
@@ -25,6 +28,16 @@ from vaelab.ui.sidebar import current_settings
 
 def panel_prefix(variant_key: str) -> str:
     return f"panel.{variant_key}"
+
+
+def within_budget(variant_key: str, config: BaseConfig, data: DataBundle) -> BaseConfig | None:
+    """The config, or None after an error naming the fields when training it would exceed the memory budget."""
+    try:
+        check_budget(variant_key, config, data.input_dim, data.n_classes)
+    except ConfigError as error:
+        st.error(str(error), icon=":material/memory:")
+        return None
+    return config
 
 
 def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
@@ -49,6 +62,8 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
         if locked:
             st.caption("Read-only while a run exists: **Stop / Reset** to change them.")
         config = config_form(variant_key, form_prefix, defaults=defaults, fixed=fixed, disabled=locked)
+        if config is not None and not locked:
+            config = within_budget(variant_key, config, settings.data)
     render_controls(session, config, settings, prefix)
     live_view(variant_key, key_prefix=prefix, extra_views=extra_views, refresh_seconds=refresh_seconds,
               chunk_seconds=chunk_seconds, n_images=n_images, show_reconstructions=show_reconstructions)

@@ -36,7 +36,7 @@ class Config(ae.Config):
                                  help="Shape of each component's covariance (scikit-learn's covariance_type).",
                                  choices=COVARIANCE_TYPES)
 
-    epochs: int = redefault(ae.Config, "epochs", 10)
+    epochs: int = redefault(ae.Config, "epochs", 20)
 
     PRESETS = {
         "default": {},
@@ -45,7 +45,7 @@ class Config(ae.Config):
     }
     PRESET_NOTES = {
         "default": "The lab report's figure \"2d points in latent space / GMM model\": a 784-512-256-2 autoencoder "
-                   "(no KL term), 10 epochs, a 10-component full-covariance mixture fitted on its training codes.",
+                   "(no KL term), 20 epochs, a 10-component full-covariance mixture fitted on its training codes.",
         "diag-code-8": "An 8-D code with diagonal covariances (the map shows a projection).",
         "one-gaussian": "One Gaussian fitted on the codes: its samples fall in the holes between the digit clusters.",
     }
@@ -81,6 +81,7 @@ class Model(ae.Model):
 
     generative = True
     MIXTURE_BUFFERS = ("mixture_weights", "mixture_means", "mixture_covariances")  # (K,), (K, d), (K, d, d)
+    resizable_state = MIXTURE_BUFFERS
 
     def __init__(self, config: Config, input_dim: int, n_classes: int = 10):
         super().__init__(config, input_dim, n_classes)

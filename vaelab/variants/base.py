@@ -19,6 +19,8 @@ class Variant(nn.Module):
     # Reported terms that are diagnostics, not losses (e.g. a gradient variance): kept in the history, left out of
     # the loss curves, which are in nats.
     diagnostic_terms: tuple[str, ...] = ()
+    # State entries whose size the model takes from a stored state rather than from its config (a refitted mixture)
+    resizable_state: tuple[str, ...] = ()
 
     def __init__(self, config: BaseConfig, input_dim: int, n_classes: int = 10):
         super().__init__()
