@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import stat
 import tempfile
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -37,6 +39,11 @@ PROTECTED_KEYS = frozenset({"format_version", "variant", "config", "input_dim", 
                             "model_state", "trainer_state", "history"})
 TENSOR_KEYS = ("model_state", "trainer_state", "history")  # kept out of Checkpoint.meta
 _NAME_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+TEMP_SUFFIX = ".tmp"  # a save's temp file: .<name>.pt.<random>.tmp beside the target
+UPLOAD_SUFFIX = ".upload"
+STALE_TEMP_SECONDS = 600.0  # a temp file untouched this long belongs to a save that died
+_UMASK = os.umask(0)  # read once at import (single-threaded then): os.umask can only be read by setting it
+os.umask(_UMASK)
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UNPACKED_FACTOR = 4  # an upload's zip entries may unpack to at most this many times the upload limit
 
@@ -182,9 +189,21 @@ def update_metadata(path: str | Path, **meta: Any) -> dict[str, Any]:
     for key, value in meta.items():
         _check_plain(value, key)
     payload = _read_payload(path)
-    payload.update(meta)
+    payload.update(_compact(meta))
     _atomic_save(payload, path)
     return {k: v for k, v in payload.items() if k not in TENSOR_KEYS}
+
+
+def _compact(value: Any) -> Any:
+    """Tensors copied to storages of their own: torch.save writes a view's whole storage (a slice of a dataset
+    would carry the dataset into the file)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_compact(v) for v in value)
+    return value
 
 
 def delete_checkpoint(path: str | Path) -> None:
@@ -195,19 +214,51 @@ def delete_checkpoint(path: str | Path) -> None:
 
 
 def _atomic_save(payload: dict[str, Any], path: Path, overwrite: bool = True) -> None:
-    """torch.save to a temp file in the same folder, then publish it: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """torch.save to a temp file in the same folder, then publish it: readers see the old file or the new one.
+
+    The file gets the mode a plain new file would (the user's umask), or keeps the mode of the file it replaces.
+    A folder that cannot be written is a CheckpointError naming it (nothing is left behind)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e} ({path.parent})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_name, stat.S_IMODE(path.stat().st_mode) if path.exists() else _new_file_mode())
         _check_safe_loadable(Path(tmp_name))
         _publish(Path(tmp_name), path, overwrite)
+    except OSError as e:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """0o666 less the process's umask: what open() would give a new file (mkstemp gives 0o600)."""
+    return 0o666 & ~_UMASK
+
+
+def clean_stale_temp_files(directory: str | Path | None = None, older_than_s: float = STALE_TEMP_SECONDS) -> int:
+    """Delete the hidden temp files of saves and uploads that never finished (a process killed mid-write) under
+    ``<dir>/<variant>/``, if untouched for ``older_than_s`` seconds (a save in progress keeps writing). Returns how
+    many were deleted."""
+    root = Path(directory or checkpoint_dir())
+    now, removed = time.time(), 0
+    for pattern in (f"*/.*{TEMP_SUFFIX}", f"*/.*{UPLOAD_SUFFIX}"):
+        for tmp in root.glob(pattern):
+            try:
+                if tmp.is_file() and not tmp.is_symlink() and now - tmp.stat().st_mtime > older_than_s:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:  # gone meanwhile, or not ours to delete: leave it
+                continue
+    return removed
 
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -264,8 +315,10 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, a pickle holding objects a safe load refuses ...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+        if "Unsupported global" in str(e):
             reason = "it holds Python objects that a safe (weights-only) load refuses"
+        elif "weights only load failed" in str(e).lower():
+            reason = "its bytes are not a PyTorch file"
         raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({reason[:200]})") from e
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not a vaelab checkpoint (it holds a {type(payload).__name__}, "
@@ -303,6 +356,8 @@ def _checked_variant(path: Path, payload: dict[str, Any], expected_variant: str 
 
 
 def _checked_config(path: Path, payload: dict[str, Any], variant: str) -> BaseConfig:
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: its config is a {type(payload['config']).__name__}, not a table of fields")
     try:
         return get_variant(variant).config_cls.from_dict(payload["config"])
     except (ConfigError, TypeError, AttributeError) as e:
@@ -338,6 +393,60 @@ def _check_weight_shapes(path: Path, payload: dict[str, Any], variant: str, conf
     raise CheckpointError(f"{path}: the weights do not match the config ({detail[:300]})")
 
 
+def _check_finite_weights(path: Path, payload: dict[str, Any]) -> None:
+    broken = next((k for k, v in payload["model_state"].items()
+                   if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())),
+                  None)
+    if broken is not None:
+        raise CheckpointError(f"{path}: the weight {broken} holds inf or nan (a diverged run)")
+
+
+_NONE = type(None)
+# what Trainer.state_dict writes besides model, variant, config and history: key -> (types, lowest allowed value)
+_TRAINER_STATE_FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
+    "state_version": ((int,), None), "seed": ((int,), 0), "log_every": ((int,), 1), "optimizer": ((dict,), None),
+    "step": ((int,), 0), "epoch": ((int,), 0), "elapsed": ((int, float), 0), "error": ((str, _NONE), None),
+    "generator_state": ((torch.Tensor,), None), "rng_state": ((torch.Tensor,), None),
+    "cuda_rng_state": ((torch.Tensor, _NONE), None), "permutation": ((torch.Tensor, _NONE), None),
+    "position": ((int,), 0), "epoch_start_generator_state": ((torch.Tensor, _NONE), None),
+}
+HISTORY_KINDS = ("train", "test")
+
+
+def _check_trainer_state(path: Path, state: Any) -> None:
+    """An empty state (a checkpoint to view, not to resume) or every field Trainer.load_state_dict reads, typed."""
+    if state is None or (isinstance(state, dict) and not state):
+        return
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its trainer state is a {type(state).__name__}, not a table")
+    for key, (types, low) in _TRAINER_STATE_FIELDS.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: its trainer state has no {key!r}")
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise CheckpointError(f"{path}: its trainer state's {key!r} is {value!r:.60}, not a "
+                                  f"{' or '.join(t.__name__ for t in types)}")
+        if low is not None and value < low:
+            raise CheckpointError(f"{path}: its trainer state's {key!r} is {value!r}; it must be >= {low}")
+
+
+def _check_history(path: Path, history: Any) -> None:
+    """A list of rows: dicts with a kind ('train' or 'test'), a whole step >= 0 and numbers (or None) elsewhere."""
+    if history is None:
+        return
+    if not isinstance(history, list):
+        raise CheckpointError(f"{path}: its history is a {type(history).__name__}, not a list of rows")
+    for i, row in enumerate(history):
+        if not isinstance(row, dict) or row.get("kind") not in HISTORY_KINDS:
+            raise CheckpointError(f"{path}: history row {i} is not a train or test row")
+        if isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int) or row["step"] < 0:
+            raise CheckpointError(f"{path}: history row {i} has no whole step >= 0")
+        bad = next((k for k, v in row.items() if k != "kind" and v is not None
+                    and (isinstance(v, bool) or not isinstance(v, int | float))), None)
+        if bad is not None:
+            raise CheckpointError(f"{path}: history row {i}: {bad!r} is {row[bad]!r:.60}, not a number")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", expected_variant: str | None = None) -> Checkpoint:
     """Read and check a checkpoint; the model comes back in eval mode."""
     path = Path(path)
@@ -345,6 +454,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", expected_varian
     variant = _checked_variant(path, payload, expected_variant)
     config = _checked_config(path, payload, variant)
     _check_weight_shapes(path, payload, variant, config)  # the memory budget and every shape, on the meta device
+    _check_finite_weights(path, payload)
+    _check_trainer_state(path, payload.get("trainer_state"))
+    _check_history(path, payload.get("history"))
     try:
         model = build_model(variant, config, payload["input_dim"], payload["n_classes"])
     except (ConfigError, TypeError, ValueError, RuntimeError) as e:  # e.g. a negative input_dim
@@ -387,7 +499,12 @@ def list_checkpoints(directory: str | Path | None = None, variant: str | None = 
     (and a warning), never raised."""
     root = Path(directory or checkpoint_dir())
     paths = sorted(root.glob(f"{variant}/*.pt" if variant else "*/*.pt"))
-    return [_info(p) for p in paths]
+    return [_info(p) for p in paths if _inside(p, root)]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """A real file of the checkpoint folder: not a symbolic link, not reached through one, not leading outside."""
+    return not path.is_symlink() and not path.parent.is_symlink() and root.resolve() in path.resolve().parents
 
 
 def _info(path: Path) -> CheckpointInfo:
@@ -399,6 +516,7 @@ def _info(path: Path) -> CheckpointInfo:
         folder = path.parent.name
         variant = _checked_variant(path, payload, folder if folder in VARIANTS else None)
         _check_weight_shapes(path, payload, variant, _checked_config(path, payload, variant))
+        _check_finite_weights(path, payload)
         tests = payload.get("metrics") or {}
         loss = tests.get("total")
         return CheckpointInfo(path=path, name=path.stem, variant=variant,  # the file name (a copy may be renamed)
@@ -431,7 +549,7 @@ def import_checkpoint(data: bytes, filename: str, variant: str, directory: str |
     if path.exists() and not overwrite:
         raise CheckpointError(_exists_message(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".upload")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=UPLOAD_SUFFIX)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -443,6 +561,7 @@ def import_checkpoint(data: bytes, filename: str, variant: str, directory: str |
             load_checkpoint(tmp, expected_variant=variant)
         except CheckpointError as e:
             raise CheckpointError(str(e).replace(str(tmp), f"upload {filename!r}")) from None
+        os.chmod(tmp, _new_file_mode())
         _publish(tmp, path, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)

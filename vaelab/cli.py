@@ -7,7 +7,12 @@ its allowed range).
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
+import time
+from functools import partial
 from pathlib import Path
 
 from vaelab.config import ConfigError
@@ -35,6 +40,57 @@ def _format_terms(terms: dict, keys=None) -> str:
 
 
 _ROW_META = {"kind", "step", "epoch", "time", "samples_per_s"}
+
+
+def seed_value(text: str) -> int:
+    """argparse type of --seed: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (got {text!r})")
+    return value
+
+
+def device_value(text: str) -> str:
+    """argparse type of --device: cpu, cuda, cuda:N or mps, and present on this machine."""
+    import torch
+
+    name = text.strip().lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N or mps (got {text!r})")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s); use cpu"
+                                             + (f" or cuda:0..{count - 1}" if count else ""))
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError("'mps': no Apple GPU is available here; use cpu")
+    return name
+
+
+def rescue_path(name: str) -> Path:
+    """Where a run goes when its checkpoint cannot be written: the system's temp folder, a name no one has."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / f"vaelab-rescue-{name}-{stamp}-{os.getpid()}.pt"
+
+
+def save_or_rescue(trainer, save) -> tuple[Path | None, str | None]:
+    """(path, None) when ``save()`` wrote the checkpoint; else (rescue path or None, the reason): the trained
+    model is written to :func:`rescue_path` instead, so a failed save never loses a run."""
+    from vaelab import checkpoints
+
+    try:
+        return save(), None
+    except checkpoints.CheckpointError as error:
+        reason = str(error)
+    fallback = rescue_path(trainer.variant)
+    try:
+        return checkpoints.save_trainer_to(trainer, fallback, overwrite=False), reason
+    except checkpoints.CheckpointError as error:
+        return None, f"{reason}; the rescue copy failed too ({error})"
 
 
 def cmd_variants(args) -> int:
@@ -95,9 +151,16 @@ def cmd_train(args) -> int:
         print(f"error: {trainer.error}", file=sys.stderr)
         return 1
     if args.out:
-        path = checkpoints.save_trainer_to(trainer, Path(args.out), overwrite=True)
+        path, failure = save_or_rescue(trainer, lambda: checkpoints.save_trainer_to(trainer, Path(args.out),
+                                                                                     overwrite=True))
     else:
-        path = checkpoints.save_trainer(trainer, name, overwrite=args.overwrite)
+        path, failure = save_or_rescue(trainer, lambda: checkpoints.save_trainer(trainer, name,
+                                                                                 overwrite=args.overwrite))
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        if path is not None:
+            print(f"the trained model was saved to {path} instead", file=sys.stderr)
+        return 1
     final = trainer.evaluate("test")
     print(f"saved {path}")
     print("test: " + _format_terms(final))
@@ -190,7 +253,13 @@ def cmd_pretrain(args) -> int:
             print(f"{key}: error: {trainer.error}", file=sys.stderr)
             failures += 1
             continue
-        path = checkpoints.save_trainer(trainer, CLASSROOM_NAME, directory=args.dir, overwrite=True)
+        path, failure = save_or_rescue(trainer, partial(checkpoints.save_trainer, trainer, CLASSROOM_NAME,
+                                                        directory=args.dir, overwrite=True))
+        if failure is not None:
+            rescued = f"; saved to {path} instead" if path is not None else ""
+            print(f"{key}: error: {failure}{rescued}", file=sys.stderr)
+            failures += 1
+            continue
         line = f"saved {path}  ({CLASSROOM_PRESETS[key]} preset, {trainer.epoch} epochs)"
         if args.metrics:
             try:
@@ -272,8 +341,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="named preset of the variant's config")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     t.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--seed", type=seed_value, default=0)
+    t.add_argument("--device", type=device_value, default="cpu")
     t.add_argument("--name", help="checkpoint name under checkpoints/<variant>/ (default: variant-dataset-seed)")
     t.add_argument("--out", help="write the checkpoint to this exact path instead")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of the same name")
@@ -295,8 +364,8 @@ def make_parser() -> argparse.ArgumentParser:
     pt.add_argument("--epochs", type=int, help="epochs for every model (default: each preset's)")
     pt.add_argument("--only", action="append", metavar="VARIANT", help="train only this variant (repeatable)")
     pt.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--device", default="cpu")
+    pt.add_argument("--seed", type=seed_value, default=0)
+    pt.add_argument("--device", type=device_value, default="cpu")
     pt.add_argument("--no-metrics", dest="metrics", action="store_false",
                     help="skip computing the metrics (stored in each checkpoint for the Compare page)")
     pt.add_argument("--k", type=int, help="importance samples for log p(x) (default 100)")
@@ -309,8 +378,8 @@ def make_parser() -> argparse.ArgumentParser:
     le.add_argument("--dataset", default="mnist-5k", help="training source (default mnist-5k, embedded)")
     le.add_argument("--test-dataset", help="test split source if different")
     le.add_argument("--epochs", type=int, help="override every default's epochs (a quick smoke run)")
-    le.add_argument("--seed", type=int, default=0)
-    le.add_argument("--device", default="cpu")
+    le.add_argument("--seed", type=seed_value, default=0)
+    le.add_argument("--device", type=device_value, default="cpu")
     le.set_defaults(func=cmd_lessons)
 
     ls = sub.add_parser("list", help="saved checkpoints")

@@ -193,6 +193,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if raw[2] != 0x08:
         raise DataError(f"{path}: IDX type code 0x{raw[2]:02x} is not supported (only 0x08, unsigned bytes)")
     ndim = raw[3]
+    if not 1 <= ndim <= 3:
+        raise DataError(f"{path}: the IDX header declares {ndim} dimensions; images need 3 (N, H, W), labels 1 (N)")
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: IDX file is too short for its {ndim} dimension sizes")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
@@ -206,7 +208,11 @@ def read_idx(path: str | Path) -> np.ndarray:
 def _idx_files(folder: Path) -> dict[tuple[str, str], Path]:
     """{(split, kind): path} for the IDX files in a folder, split in {train, test}, kind in {images, labels}."""
     found = {}
-    for path in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        raise DataError(f"data source 'idx:{folder}': cannot read the folder ({e.strerror or e})") from None
+    for path in entries:
         m = _IDX_NAME.match(path.name)
         if m:
             found[("train" if m[1] == "train" else "test", m[2])] = path
@@ -234,4 +240,6 @@ def _load_idx_split(folder: str, split: str):
         )
     if len(images) != len(labels):
         raise DataError(f"'idx:{folder}' {split}: {len(images)} images but {len(labels)} labels")
+    if len(images) == 0 or 0 in images.shape[1:]:
+        raise DataError(f"'idx:{folder}' {split}: holds no images (shape {images.shape})")
     return (*_to_tensors(images, labels, 255.0), tuple(images.shape[1:]))

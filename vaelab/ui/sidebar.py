@@ -114,8 +114,17 @@ def _load_chosen(train: str, test: str | None) -> LoadedData:
         return _load_chosen(train, None)
 
 
+@st.cache_resource(show_spinner=False)
+def clean_checkpoint_folder_once() -> int:
+    """At the server's start: delete temp files left by saves or uploads that a killed process never finished."""
+    from vaelab.checkpoints import clean_stale_temp_files
+
+    return clean_stale_temp_files()
+
+
 def render_sidebar() -> Settings:
     """Draw the shared sidebar widgets and remember the choice for :func:`current_settings`."""
+    clean_checkpoint_folder_once()
     with st.sidebar:
         st.header("Lab settings")
         dataset = _dataset_select()
