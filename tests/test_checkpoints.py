@@ -210,7 +210,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(trained, saved, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", half_then_crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="cannot write .*first-run.pt: disk full"):
         save_trainer(trained, "first run", directory=saved.parent.parent, overwrite=True)
     monkeypatch.undo()
     assert saved.read_bytes() == before

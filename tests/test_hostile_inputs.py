@@ -195,3 +195,36 @@ def test_an_unreadable_idx_folder_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "iterdir", refuse)
     with pytest.raises(DataError, match="cannot read the folder \\(Permission denied\\)"):
         load_data(f"idx:{folder}")
+
+
+def test_literal_markdown_shows_every_character_as_typed():
+    """CommonMark turns a backslash before ASCII punctuation into that character: undoing it gives the text back."""
+    import re
+
+    from vaelab.ui.checkpoint_panel import literal
+
+    text = "checkpoint name 'a\\b' must not contain '/' or '\\' (my_ckpt costs $5, *really*) [x](y) `z` #1"
+    shown = literal(text)
+    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", shown) == text
+    assert re.search(r"(?<!\\)[*_$`\[]", shown) is None  # nothing left that Markdown or LaTeX would act on
+
+
+def test_train_list_and_eval_print_the_same_test_figure_for_one_checkpoint(tmp_path):
+    """A VAE's test terms are stochastic (latent draws): each figure comes from the same fixed draw, one rounding."""
+    import re
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VAELAB_CHECKPOINT_DIR": str(tmp_path)}
+
+    def cli(*args: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "vaelab", *args], capture_output=True, text=True, cwd=REPO,
+                             timeout=300, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout + run.stderr
+
+    out = cli("train", "vae", "--dataset", "digits", "--epochs", "2", "--set", "hidden_sizes=16", "--name", "v")
+    last_epoch = re.findall(r"epoch 2 test: .*total=([\d.]+)", out)[-1]
+    final = re.search(r"^test: .*total=([\d.]+)", out, re.M)[1]
+    listed = re.search(r"^vae\s+v\s+digits\S*\s+2\s+([\d.]+)", cli("list"), re.M)[1]
+    evaluated = re.search(r"^\s+total\s+([\d.]+)$", cli("eval", str(tmp_path / "vae" / "v.pt"), "-q", "--n", "50",
+                                                      "--k", "5"), re.M)[1]
+    assert last_epoch == final == listed == evaluated, (last_epoch, final, listed, evaluated)

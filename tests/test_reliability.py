@@ -165,31 +165,37 @@ def test_the_form_names_a_bad_field_and_nothing_trains(variant, values, label, f
     assert session_of(at, variant).status == "idle" and session_of(at, variant).trainer is None
 
 
-CLAMP_RULES = [  # (variant, field, typed value, value the widget keeps, range in its help)
-    ("ae", "batch_size", 0, 1, "[1, 10000]"),
-    ("ae", "epochs", 0, 1, "[1, 10000]"),
-    ("ae", "code_size", 0, 1, "[1, 4096]"),
-    ("vae", "latent_dim", 0, 1, "[1, 1024]"),
-    ("vae", "beta", -1.0, 0.0, "[0, 1000]"),
-    ("sparse", "beta", -1.0, 0.0, "[0, 1000]"),
-    ("contractive", "lam", -0.1, 0.0, "[0, 1000]"),
-    ("denoising", "noise_level", -0.1, 0.0, "[0, 5]"),
+OUT_OF_RANGE = [  # (variant, field, typed value, range the message and the help name)
+    ("ae", "batch_size", 0, "[1, 10000]"),
+    ("ae", "batch_size", 10001, "[1, 10000]"),
+    ("ae", "epochs", 99999, "[1, 10000]"),
+    ("ae", "code_size", 5000, "[1, 4096]"),
+    ("ae", "lr", 11.0, "(0, 10]"),
+    ("vae", "latent_dim", 0, "[1, 1024]"),
+    ("vae", "beta", -1.0, "[0, 1000]"),
+    ("sparse", "beta", -1.0, "[0, 1000]"),
+    ("contractive", "lam", -0.1, "[0, 1000]"),
+    ("denoising", "noise_level", -0.1, "[0, 5]"),
 ]
 
 
-@pytest.mark.parametrize(("variant", "field", "typed", "kept", "allowed"), CLAMP_RULES,
-                         ids=[f"{v}-{f}={t}" for v, f, t, *_ in CLAMP_RULES])
-def test_a_bounded_widget_never_passes_an_out_of_range_value(variant, field, typed, kept, allowed):
-    """Closed bounds are the number input's own min / max: the browser cannot send a value outside them, and
-    the server turns one that arrives anyway back into the widget's lowest value."""
+@pytest.mark.parametrize(("variant", "field", "typed", "allowed"), OUT_OF_RANGE,
+                         ids=[f"{v}-{f}={t}" for v, f, t, _ in OUT_OF_RANGE])
+def test_an_out_of_range_value_stays_typed_and_is_named_with_its_range(variant, field, typed, allowed):
+    """The browser used to keep the previous value silently (and show the previous value's message): now the typed
+    value stays, one message names the field and its range, and Start stays disabled."""
     at = _ae_page(**{field: typed}) if variant == "ae" else _panel(variant, **{field: typed})
     widget = at.number_input(key=f"cfg.{variant}.{field}")
-    assert widget.value == kept and f"Allowed: {allowed}" in widget.help
-    assert not at.error
-    if variant == "ae":  # a run started now uses the kept value
-        session_of(at).chunk_steps = 1
-        at.button(key="panel.ae.start").click().run()
-        assert getattr(session_of(at).trainer.config, field) == kept
+    assert widget.value == typed and f"Allowed: {allowed}" in widget.help
+    assert len(at.error) == 1 and f"(`{field}`): must be in {allowed}" in at.error[0].value
+    assert at.button(key=f"panel.{variant}.start").disabled
+
+
+def test_a_form_over_the_memory_budget_is_refused_before_start():
+    at = _ae_page(hidden_sizes=",".join(["4096"] * 12))
+    assert len(at.error) == 1 and "hidden_sizes: training this model needs about 5,8" in at.error[0].value
+    assert "memory budget of 2,048 MB" in at.error[0].value
+    assert at.button(key="panel.ae.start").disabled and session_of(at).trainer is None
 
 
 def test_an_unknown_dataset_is_named_in_the_app_and_nothing_runs(monkeypatch):

@@ -36,7 +36,13 @@ def _parse_sets(config_cls, items: list[str]) -> dict:
 
 def _format_terms(terms: dict, keys=None) -> str:
     keys = keys or [k for k, v in terms.items() if isinstance(v, float | int) and k not in _ROW_META]
-    return "  ".join(f"{k}={terms[k]:.4g}" for k in keys if k in terms)
+    return "  ".join(f"{k}={figure(terms[k])}" for k in keys if k in terms)
+
+
+def figure(value: float) -> str:
+    """One rounding for every loss figure the CLI prints (train, eval, list): 3 decimals; small diagnostics keep
+    3 significant digits."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
 
 
 _ROW_META = {"kind", "step", "epoch", "time", "samples_per_s"}
@@ -181,7 +187,7 @@ def cmd_eval(args) -> int:
     print(f"{ckpt.variant} {Path(args.checkpoint).name}: {ckpt.meta.get('epochs', '?')} epochs, "
           f"test on {data.spec['test']} ({len(data.test.images)} images)")
     for key, value in terms.items():
-        print(f"  {key:<16} {value:.4f}")
+        print(f"  {key:<16} {figure(value)}")
     from vaelab.evaluate import METRIC_TITLES, describe
 
     try:
@@ -321,7 +327,7 @@ def cmd_list(args) -> int:
         if i.error:
             print(f"{i.variant or '?':<12} {i.name:<32} unreadable: {i.error}")
             continue
-        loss = "" if i.test_loss is None else f"{i.test_loss:.3f}"
+        loss = "" if i.test_loss is None else figure(i.test_loss)
         print(f"{i.variant:<12} {i.name:<32} {i.dataset_label:<24} {i.epochs:>6} {loss:>10}  {i.created}")
     return 0
 

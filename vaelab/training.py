@@ -223,7 +223,7 @@ class Trainer:
         self._pos = 0
         self._epoch_start_generator_state = None
         self.model.on_epoch_end(self._epoch_train_x, self._train_y)
-        terms = self._evaluate_tensors(self._test_x, self._test_y)
+        terms = self._test_terms(self._test_x, self._test_y)
         self.model.train()
         self.elapsed += time.perf_counter() - t0
         bad = _first_non_finite(terms)
@@ -315,11 +315,17 @@ class Trainer:
             if max_examples < len(x):
                 idx = torch.arange(max_examples, device=x.device) * len(x) // max_examples  # (n,) evenly spaced
                 x, y = x[idx], y[idx]
-        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):
-            torch.manual_seed(self.seed)
-            terms = self._evaluate_tensors(x, y)
+        terms = self._test_terms(x, y)
         self.model.train()
         return terms
+
+    def _test_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """_evaluate_tensors with the model's randomness (noise, latent draws) from a fixed seed: an epoch's test row,
+        ``evaluate`` and a restored checkpoint's evaluation give the same figure for the same weights. The
+        trainer's own stream does not move."""
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(self.seed)
+            return self._evaluate_tensors(x, y)
 
     def _evaluate_tensors(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Terms averaged per example over all of x (B, D), y (B,). Leaves the model in eval mode."""

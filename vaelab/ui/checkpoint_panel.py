@@ -11,6 +11,7 @@ stopped by a non-finite loss has its weights back at the last finite state: Save
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -52,11 +53,20 @@ def _feedback_key(key_prefix: str, what: str) -> str:
     return f"{key_prefix}.{what}_feedback"
 
 
+def literal(text: str) -> str:
+    """Text shown as typed in Streamlit's Markdown: backslashes, '*', '_', '$' and the like escaped (a file name or
+    a rule such as "must not contain '/' or '\\'" lost its backslash)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~$])", r"\\\1", text)
+
+
 def _show_feedback(key_prefix: str, what: str) -> None:
     feedback = st.session_state.get(_feedback_key(key_prefix, what))
     if feedback:
         kind, text = feedback
-        (st.success if kind == "success" else st.error)(text)
+        if kind == "success":
+            st.success(text)  # our own Markdown (`name`, **Load**)
+        else:
+            st.error(literal(text))  # holds what the user or a file supplied: shown as is
 
 
 def _set_feedback(key_prefix: str, what: str, kind: str | None, text: str = "") -> None:

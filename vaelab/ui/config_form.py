@@ -75,14 +75,6 @@ def _help(info: FieldInfo, kind: Any) -> str:
     return f"{info.help}{allowed}"
 
 
-def _int_bounds(info: FieldInfo) -> tuple[int | None, int | None]:
-    low = None if info.low is None else math.ceil(info.low) + (1 if info.low_open and float(info.low).is_integer()
-                                                                else 0)
-    high = None if info.high is None else math.floor(info.high) - (1 if info.high_open and
-                                                                    float(info.high).is_integer() else 0)
-    return low, high
-
-
 def _float_step(class_default: float) -> float:
     """A step of the order of the field's default (0.001 for lr=1e-3), stable across runs."""
     if class_default == 0 or not math.isfinite(class_default):
@@ -98,14 +90,13 @@ def _widget(f: dataclasses.Field, kind: Any, key: str, disabled: bool) -> Any:
         return st.checkbox(info.label, **common)
     if kind is str and info.choices is not None:
         return st.selectbox(info.label, list(info.choices), **common)
+    # No min/max on the number inputs: the browser would silently keep the old value for one out of range (and
+    # show the old value's message); the typed value reaches validation, which names the field and its range.
     if kind is int:
-        low, high = _int_bounds(info)
-        return st.number_input(info.label, min_value=low, max_value=high, step=1, **common)
+        return st.number_input(info.label, step=1, **common)
     if kind is float:
-        low = None if info.low is None or info.low_open else float(info.low)  # open bounds: validation says so
-        high = None if info.high is None or info.high_open else float(info.high)
         step = _float_step(float(f.default)) if isinstance(f.default, int | float) else 0.1
-        return st.number_input(info.label, min_value=low, max_value=high, step=step, format="%g", **common)
+        return st.number_input(info.label, step=step, format="%g", **common)
     placeholder = "e.g. 400,200" if _is_tuple(kind) else None
     return st.text_input(info.label, placeholder=placeholder, **common)
 
