@@ -145,11 +145,10 @@ def companion_section(session: TrainingSession) -> None:
                for m in (binary_model, companion.model)]
     show_image_rows(samples, shape, row_names=["binary VAE", "Gaussian VAE"],
                     caption="Samples from each prior, decoded to pixel means.")
-    binary_test = analysis.recent_mean(session.history, "total", n_rows=1, kind="test")
-    gaussian_test = analysis.recent_mean(companion.history, "total", n_rows=1, kind="test")
+    binary_test = companions.test_negative_elbo(session.history)
+    gaussian_test = companions.test_negative_elbo(companion.history)
     if binary_test is not None and gaussian_test is not None:
-        st.caption(f"Test negative ELBO per image: binary VAE {binary_test:.1f} nats, "
-                   f"Gaussian VAE {gaussian_test:.1f} nats (lower is better).")
+        st.caption(companions.negative_elbo_caption(binary_test, gaussian_test, companion.config))
 
 
 st.title("Binary-latent VAE")

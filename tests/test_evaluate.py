@@ -415,7 +415,18 @@ def test_comparison_table_lists_every_checkpoint_with_cached_metrics_and_broken_
     bars = dict((title.split(" (")[0], (names, values)) for title, names, values in
                 metric_bars(table, [str(vae_path), str(ae_path)]))
     assert bars["log p(x), nats per image"] == (["vae / tiny-vae"], [vae_row["log p(x)"]])
-    assert bars["Test loss"][0] == ["vae / tiny-vae", "ae / tiny-ae"]
+    assert bars["Test loss"][0] == ["vae / tiny-vae<br>negative ELBO, nats", "ae / tiny-ae<br>BCE"]
+    assert (vae_row["objective"], ae_row["objective"]) == ("negative ELBO, nats", "BCE")
+
+
+def test_the_objective_says_what_each_test_total_is():
+    from vaelab.compare import objective
+
+    assert objective("vae", {"beta": 4.0, "decoder": "bernoulli"}) == "rec. + 4 KL (a β-VAE's objective), nats"
+    assert objective("cvae", {"beta": 1.0, "decoder": "gaussian"}) == "negative ELBO (a density, not nats)"
+    assert objective("sparse", {"reconstruction": "mse-mean"}) == "mean squared error + sparsity"
+    assert objective("contractive", {"reconstruction": "bce"}) == "BCE + contractive"
+    assert objective("binary-vae", {}) == "negative ELBO, nats"
 
 
 def test_key_settings_show_sizes_and_changed_fields_only():

@@ -228,3 +228,17 @@ def test_train_list_and_eval_print_the_same_test_figure_for_one_checkpoint(tmp_p
     evaluated = re.search(r"^\s+total\s+([\d.]+)$", cli("eval", str(tmp_path / "vae" / "v.pt"), "-q", "--n", "50",
                                                       "--k", "5"), re.M)[1]
     assert last_epoch == final == listed == evaluated, (last_epoch, final, listed, evaluated)
+
+
+def test_the_companion_figure_is_the_negative_elbo_whatever_beta_and_says_when_it_is_not_nats():
+    from vaelab import companions
+    from vaelab.variants import vae
+
+    history = [{"kind": "test", "step": 10, "reconstruction": 200.0, "kl": 10.0, "total": 240.0},  # beta = 4
+               {"kind": "train", "step": 11, "reconstruction": 1.0, "kl": 1.0, "total": 5.0}]
+    assert companions.test_negative_elbo(history) == 210.0  # not total = reconstruction + 4 kl
+    assert companions.test_negative_elbo([]) is None
+    bernoulli = companions.negative_elbo_caption(150.0, 210.0, vae.Config(beta=4.0))
+    assert "Gaussian VAE 210.0 nats" in bernoulli
+    gaussian = companions.negative_elbo_caption(150.0, -800.0, vae.Config(decoder="gaussian"))
+    assert "not comparable with nats" in gaussian and "-800.0 nats" not in gaussian

@@ -7,7 +7,7 @@ checkpoint or is trained here with the shared Trainer. Nothing in this module dr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,24 @@ def train_gaussian_vae(config: vae.Config, data: DataBundle, seed: int = 0, devi
     epochs = trainer.epoch
     return Companion(trainer.model, config, f"trained here ({epochs} epoch{'s' if epochs != 1 else ''})",
                      data.input_dim, trainer.history)
+
+
+def test_negative_elbo(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """The last test row's reconstruction + kl: the negative ELBO whatever beta the run trained with (its ``total``
+    is reconstruction + beta * kl). None before a test row."""
+    rows = [row for row in history if row.get("kind") == "test" and "reconstruction" in row and "kl" in row]
+    return None if not rows else float(rows[-1]["reconstruction"] + rows[-1]["kl"])
+
+
+def negative_elbo_caption(binary: float, gaussian: float, gaussian_config: vae.Config) -> str:
+    """The two test figures with what they are: nats for Bernoulli decoders; a Gaussian decoder's figure is a
+    negative log density of grey levels, which no number of nats compares with."""
+    if gaussian_config.decoder == "bernoulli":
+        return (f"Test negative ELBO per image (reconstruction + KL, whatever β): binary VAE {binary:.1f} nats, "
+                f"Gaussian VAE {gaussian:.1f} nats (lower is better).")
+    return (f"Test negative ELBO per image: binary VAE {binary:.1f} nats. The Gaussian VAE has a Gaussian decoder: "
+            f"its {gaussian:.1f} is a negative log density of grey levels, not comparable with nats of a Bernoulli "
+            "decoder.")
 
 
 def load_gaussian_vae(path: str | Path, input_dim: int) -> Companion:

@@ -24,13 +24,14 @@ HIDDEN_SETTINGS = ("epochs",)  # has its own column
 TEST_PREFIX = "test "
 # Columns drawn as bar charts for the selected models: (column, chart title, higher is better)
 BAR_METRICS = (
-    ("test total", "Test loss (total, per image)", False),
+    ("test total", "Test loss (total per image: each model's own objective, named under its bar)", False),
     ("log p(x)", "log p(x), nats per image", True),
     ("logistic probe", "Logistic-regression probe accuracy", True),
     ("kNN probe", "k-NN accuracy", True),
     ("BCE", "Reconstruction BCE, nats per image", False),
     ("active units", "Active latent units", True),
-    ("samples/s", "Training samples per second", True),
+    ("samples/s", "Training samples per second (as measured while each trained: that machine and its load)",
+     True),
 )
 
 
@@ -107,6 +108,20 @@ def data_spec(meta: dict[str, Any]) -> tuple[str, str | None]:
     return train, (None if test in (None, train) else test)
 
 
+def objective(variant: str, config: dict[str, Any]) -> str:
+    """What a model's test ``total`` is, in words: objectives of different kinds are not comparable figures."""
+    loss = {"bce": "BCE", "mse": "squared error", "mse-mean": "mean squared error"}.get(config.get("reconstruction"),
+                                                                                          "BCE")
+    extra = {"sparse": " + sparsity", "contractive": " + contractive"}.get(variant, "")
+    if variant in ("vae", "cvae"):
+        beta = float(config.get("beta", 1.0))
+        kind = "negative ELBO" if beta == 1.0 else f"rec. + {beta:g} KL (a β-VAE's objective)"
+        return kind + (" (a density, not nats)" if config.get("decoder") == "gaussian" else ", nats")
+    if variant == "binary-vae":
+        return "negative ELBO, nats"
+    return f"{loss}{extra}"
+
+
 def table_row(entry: Entry) -> dict[str, Any]:
     """The table's row for one checkpoint: settings, training, test terms and any cached metrics."""
     row: dict[str, Any] = {"model": entry.label, "variant": entry.variant, "name": entry.name}
@@ -114,7 +129,8 @@ def table_row(entry: Entry) -> dict[str, Any]:
         return {**row, "status": f"unreadable: {entry.error}", "path": str(entry.path)}
     meta = entry.meta
     speed = evaluate.training_speed(meta.get("history") or [], meta)
-    row.update({"dataset": dataset_label(meta.get("dataset")),
+    row.update({"objective": objective(entry.variant, meta.get("config") or {}),
+                "dataset": dataset_label(meta.get("dataset")),
                 "settings": key_settings(entry.variant, meta.get("config") or {}),
                 "epochs": meta.get("epochs"), "train time (s)": speed["train_time"],
                 "samples/s": speed["samples_per_s"]})
@@ -173,7 +189,10 @@ def metric_bars(table: pd.DataFrame, paths: Sequence[str]) -> list[tuple[str, li
         if have.empty:
             continue
         arrow = "higher is better" if better_high else "lower is better"
-        bars.append((f"{title} ({arrow})", list(have["model"]), [float(v) for v in have[column]]))
+        names = list(have["model"])
+        if column == "test total" and "objective" in have:  # different objectives: each bar says which
+            names = [f"{name}<br>{what}" for name, what in zip(names, have["objective"], strict=True)]
+        bars.append((f"{title} ({arrow})", names, [float(v) for v in have[column]]))
     return bars
 
 
