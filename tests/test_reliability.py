@@ -495,6 +495,28 @@ def test_two_app_sessions_keep_separate_runs_and_share_whole_files():
     assert a.trainer.config.code_size == 2  # the first session's run is untouched by the second's save
 
 
+def test_a_failed_save_in_the_app_keeps_the_run_and_a_later_save_stores_it(monkeypatch, tmp_path):
+    at = _ae_page()
+    at.button(key="panel.ae.start").click().run()
+    at.run()
+    at.button(key="panel.ae.pause").click().run()
+    trainer = session_of(at).trainer
+    steps = trainer.step
+    assert steps > 0
+    good = os.environ["VAELAB_CHECKPOINT_DIR"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the folder should be: no save can go there")
+    monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(blocker / "checkpoints"))
+    at.text_input(key="panel.ae.save_name").set_value("kept").run()
+    at.button(key="panel.ae.save").click().run()
+    no_exception(at)
+    assert len(at.error) == 1 and "Not saved: cannot write" in at.error[0].value
+    assert session_of(at).trainer is trainer and trainer.step == steps  # the run is still here
+    monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", good)
+    at.button(key="panel.ae.save").click().run()
+    assert load_checkpoint(Path(good) / "ae" / "kept.pt").meta["steps"] == steps
+
+
 # -- 6. no network -----------------------------------------------------------------------------------------------
 @pytest.fixture
 def offline_mnist(monkeypatch, tmp_path):
