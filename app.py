@@ -15,7 +15,8 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
-from vaelab.ui.pages import is_home, navigation_pages
+from vaelab.ui.pages import draw_navigation, is_home, navigation_pages
+from vaelab.ui.restart import restart_notice
 
 
 def render_sidebar() -> None:
@@ -25,7 +26,10 @@ def render_sidebar() -> None:
 
 
 st.set_page_config(page_title="vaelab: autoencoders and VAEs", page_icon=":material/science:", layout="wide")
-page = st.navigation(navigation_pages())
+sections = navigation_pages()
+page = st.navigation(sections, position="hidden")  # the menu is ours: see draw_navigation
+draw_navigation(sections)
+restart_notice()
 if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
     page.run()
     render_sidebar()

@@ -99,7 +99,7 @@ def launch_browser(playwright):
 
 def sidebar_link(page, title: str):
     """The navigation link of a page, by its exact title."""
-    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav = page.locator(".st-key-vaelab-nav")  # the app's own links (vaelab/ui/pages.py draw_navigation)
     return nav.locator("a").filter(has=page.get_by_text(title, exact=True))
 
 

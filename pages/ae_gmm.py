@@ -7,10 +7,13 @@ from vaelab import analysis, plots
 from vaelab.config import ConfigError
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, get_session, model_cached
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.ae_gmm import COVARIANCE_TYPES
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 MAX_MAP_CODES = 2000  # training codes on the map
 N_SAMPLES = 24

@@ -15,9 +15,12 @@ from vaelab.ui.images import show_image_rows
 from vaelab.ui.latent_views import test_sample
 from vaelab.ui.layout import side_by_side, train_under_progress_bar
 from vaelab.ui.live_view import fixed_test_indices
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, model_cached, run_model
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 MAX_LIVE_CODES = 1000  # test images on the live code map
 N_SAMPLES = 10

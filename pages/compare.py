@@ -10,7 +10,10 @@ from vaelab.config import ConfigError
 from vaelab.data import DataError
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.sidebar import cached_data
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 N_IMAGES = 10
 BAR_HEIGHT = 300

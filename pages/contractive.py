@@ -9,10 +9,13 @@ from vaelab import analysis, plots
 from vaelab.baselines import ReferenceRun
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.layout import side_by_side
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.reference import reference_beside
 from vaelab.ui.session import TrainingSession, model_cached, run_model
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.base import Variant
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 VARIANT = "contractive"
 PROBE_IMAGES = 100  # test images the sensitivity and the current Jacobian norm are measured on (live: keep it cheap)

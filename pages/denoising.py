@@ -10,9 +10,12 @@ from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.live_view import fixed_test_indices
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, get_session, model_cached, run_model
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.denoising import CORRUPTIONS, FRACTION_KINDS, Config, corrupt
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 VARIANT = "denoising"
 N_ROW_IMAGES = 10

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from vaelab.ui.pages import PAGES
+from vaelab.ui.pages import PAGES, require_app_frame
 from vaelab.variants import VARIANTS
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 st.title("vaelab: autoencoders and variational autoencoders")
 st.markdown(

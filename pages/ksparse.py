@@ -8,8 +8,11 @@ import torch
 from vaelab import analysis, plots
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession
 from vaelab.ui.training_panel import training_panel
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 VARIANT = "ksparse"
 SHOWN_KS = (5, 10, 20, 44)  # reconstructions at these k (those up to the code size), plus k = code size

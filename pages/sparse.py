@@ -6,8 +6,11 @@ import streamlit as st
 from vaelab import analysis, plots
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, model_cached
 from vaelab.ui.training_panel import training_panel
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 VARIANT = "sparse"
 ACTIVATION_IMAGES = 1000  # test images over which rho_hat_j is measured

@@ -10,9 +10,12 @@ from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
 from vaelab.ui.latent_views import bump, elbo_split_view, live_code_map, tsne_section
+from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants import get_variant
+
+require_app_frame()  # a deep link as a fresh server's first request: run inside app.py
 
 VARIANT = "vae"
 MAX_TRAVERSAL_DIMS = 10

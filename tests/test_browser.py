@@ -63,6 +63,19 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 class Server:
     url: str
     log: Path
+    process: subprocess.Popen
+    port: int
+    tmp_path: Path
+
+
+def _launch(port: int, tmp_path: Path, log: Path) -> subprocess.Popen:
+    """``streamlit run app.py`` on ``port`` with the offline dataset and checkpoints under ``tmp_path``."""
+    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with log.open("a") as out:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture
@@ -72,18 +85,14 @@ def app_server(tmp_path):
         pytest.skip(f"{CHROMIUM} not found (Debian's chromium; .ci/run installs it)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     port = _free_port()
-    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
     log = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = _launch(port, tmp_path, log)
+    state = Server(f"http://127.0.0.1:{port}", log, server, port, tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, server, log)
-        yield Server(url, log)
+        _wait_healthy(state.url, server, log)
+        yield state
     finally:
+        server = state.process  # a test may have restarted it
         server.terminate()
         try:
             server.wait(timeout=10)
@@ -98,7 +107,7 @@ def _open_from_root_and_start(page, url: str, title: str, epochs: int | None = N
     page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)  # app.py ran: its navigation is up
     page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=WAIT_MS)  # Home is drawn
     page.wait_for_timeout(1000)  # let Home's first run end before navigating
-    sidebar = page.locator('[data-testid="stSidebarNav"]')
+    sidebar = page.locator(".st-key-vaelab-nav")  # the app's own links (vaelab/ui/pages.py draw_navigation)
     sidebar.locator("a").filter(has=page.get_by_text(title, exact=True)).click()
     page.get_by_role("heading", name=title).wait_for(timeout=WAIT_MS)
     if epochs is not None:
@@ -164,3 +173,38 @@ def test_vae_page_trains_and_draws_its_latent_map_in_headless_chromium(app_serve
         assert latent_map.locator("path.point").count() >= 500  # the test codes, coloured by digit
 
     _in_browser(app_server, "vae", check)
+
+
+def test_a_deep_link_as_a_fresh_servers_first_request_shows_the_apps_navigation_and_sidebar(app_server):
+    """Streamlit's own menu listed the raw pages/ folder (ae, compare, ...) until a session had run app.py."""
+    def check(page):
+        page.goto(f"{app_server.url}/compare")  # the very first request this server sees
+        page.get_by_role("heading", name="Compare models").first.wait_for(timeout=WAIT_MS)
+        nav = page.locator(".st-key-vaelab-nav")
+        nav.get_by_text("Variational autoencoder", exact=True).wait_for(timeout=WAIT_MS)
+        page.get_by_text("Lab settings").wait_for(timeout=WAIT_MS)
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+
+    _in_browser(app_server, "deep-link", check)
+
+
+def test_a_restart_while_a_page_trains_stops_within_5_s_and_the_open_tab_says_so(app_server):
+    def check(page):
+        _open_from_root_and_start(page, app_server.url, "Autoencoder", epochs=500)  # outlasts the test
+        _loss_chart_drawn(page)
+        page.wait_for_timeout(1000)
+        server = app_server.process
+        started = time.monotonic()
+        server.terminate()  # SIGTERM while a chunk trains
+        server.wait(timeout=5)  # raises TimeoutExpired when the server takes longer
+        stopped_in = time.monotonic() - started
+        app_server.process = _launch(app_server.port, app_server.tmp_path, app_server.log)
+        _wait_healthy(app_server.url, app_server.process, app_server.log)
+        notice = page.get_by_text("The server restarted")
+        notice.wait_for(timeout=60_000)  # the tab reconnects by itself
+        # the new session redraws the page from scratch: not greyed on the old progress line
+        page.get_by_text("Not started").first.wait_for(timeout=WAIT_MS)
+        assert page.get_by_role("button", name="Start").is_enabled()
+        assert stopped_in < 5
+
+    _in_browser(app_server, "restart", check)

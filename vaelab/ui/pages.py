@@ -64,6 +64,35 @@ def is_home(page: st.Page) -> bool:
     return page.title == next(spec.title for spec in PAGES if spec.file == HOME_FILE)
 
 
+def require_app_frame() -> None:
+    """Call first in every page: a page started without app.py (Streamlit's legacy pages/ mode, which a fresh
+    server uses until some session has called st.navigation) switches the app to app.py's navigation for every
+    session, as st.navigation itself does, and reruns through app.py, so the deep link lands in the full frame
+    (sidebar, links, settings) instead of a bare page under the raw pages/ list."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch: st.navigation sets this flag
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+NAV_KEY = "vaelab-nav"  # the sidebar container of the links: its element carries the class st-key-vaelab-nav
+
+
+def draw_navigation(sections: dict[str, list[st.Page]]) -> None:
+    """The app's own links in the sidebar, drawn by every run of app.py (st.navigation's menu is hidden).
+
+    Streamlit's built-in menu lists the legacy ``pages/`` folder until a session has called st.navigation, so a
+    tab reconnecting to a restarted server, or a deep link as a fresh server's first request, showed that raw
+    list (and ``client.showSidebarNavigation = false`` hides both menus). These links come with the app itself."""
+    with st.sidebar.container(key=NAV_KEY):
+        for section, pages in sections.items():
+            if section:
+                st.caption(section)
+            for page in pages:
+                st.page_link(page)
+
+
 def navigation_pages(root: Path = APP_ROOT) -> dict[str, list[st.Page]]:
     """{section: [st.Page]} for st.navigation; Home is the default page."""
     sections: dict[str, list[st.Page]] = {}
