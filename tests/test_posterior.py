@@ -129,3 +129,28 @@ def test_binary_gap_equals_brute_force_enumeration():
 def test_the_grid_refuses_latents_it_cannot_cover():
     with pytest.raises(ValueError, match="1 or 2 latent dimensions"):
         posterior.grid_posterior(lambda z: z.sum(dim=1), torch.zeros(3), torch.zeros(3))
+
+
+@pytest.mark.parametrize(("variant", "settings"), [
+    ("vae", {"hidden_sizes": (32,), "latent_dim": 2}),
+    ("binary-vae", {"hidden_sizes": (32,), "latent_dim": 6}),
+])
+def test_eval_prints_the_exact_figures_and_the_bound_against_them(variant, settings, tmp_path, capsys):
+    import re
+
+    from vaelab.checkpoints import save_trainer_to
+    from vaelab.cli import main
+
+    data = load_data("digits")
+    trainer = Trainer(variant, VARIANTS[variant].config_cls(epochs=2, batch_size=50, **settings), data, seed=0)
+    trainer.run()
+    path = save_trainer_to(trainer, tmp_path / "m.pt")
+    assert main(["eval", str(path), "--n", "12", "--k", "5", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"exact, mean over 12 test images \((grid|enumeration)", out)
+    out = out[out.index("exact, mean over"):]
+    value = {name: float(re.search(rf"^  {re.escape(name)}\s+(-?[\d.]+)", out, re.M)[1])
+             for name in ("log p(x)", "ELBO", "gap (KL(q||p(z|x)))")}
+    assert value["log p(x)"] == pytest.approx(value["ELBO"] + value["gap (KL(q||p(z|x)))"], abs=0.002)
+    bounds = [float(v) for v in re.findall(r"IW bound K=\d+\s+(-?[\d.]+)", out)]
+    assert len(bounds) == 4 and bounds[-1] <= value["log p(x)"] + 0.05  # convergence: the test above

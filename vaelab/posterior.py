@@ -174,3 +174,52 @@ def binary_gap(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     model.eval()
     log_px, elbo = model.exact_log_likelihood(x).double(), model.exact_elbo(x).double()
     return log_px, elbo, log_px - elbo
+
+
+# ---------------------------------------------------------------- a summary over test images
+BOUND_KS = (1, 10, 100, 1000)
+
+
+@dataclass
+class ExactSummary:
+    """Means over the images: exact log p(x), ELBO, gap, and the importance-weighted bound at each K."""
+
+    images: int
+    log_px: float
+    elbo: float
+    gap: float
+    quadrature_error: float | None  # the largest over the images (None: exact by enumeration)
+    method: str  # "grid n x n" or "enumeration of 2^d codes"
+    bounds: dict[int, float]  # K -> mean log (1/K) sum_k w_k
+
+
+def can_summarise(model) -> bool:
+    return can_grid(model) or hasattr(model, "exact_elbo") and getattr(model.config, "latent_dim", 99) <= 16
+
+
+@torch.no_grad()
+def exact_summary(model, x: torch.Tensor, y: torch.Tensor | None = None, ks: tuple[int, ...] = BOUND_KS,
+                  seed: int = 0) -> ExactSummary:
+    """Exact log p(x), ELBO and gap averaged over images x (N, D) (labels y for a conditional VAE), beside the
+    importance-weighted bound at each K (a fixed seed)."""
+    from vaelab.evaluate import importance_sampled_log_likelihood
+
+    model.eval()
+    if can_grid(model):
+        results = [model_posterior(model, x[i], None if y is None else int(y[i])) for i in range(len(x))]
+        log_px = torch.tensor([r.log_px for r in results], dtype=torch.float64)
+        elbo = torch.tensor([r.elbo for r in results], dtype=torch.float64)
+        error = max(r.quadrature_error for r in results)
+        method = f"grid up to {max(r.points for r in results)} x {max(r.points for r in results)}" \
+            if model.config.latent_dim == 2 else f"grid up to {max(r.points for r in results)} points"
+    elif can_summarise(model):
+        log_px, elbo, _ = binary_gap(model, x.to(model.device))
+        log_px, elbo, error = log_px.cpu(), elbo.cpu(), None
+        method = f"enumeration of 2^{model.config.latent_dim} codes"
+    else:
+        raise ValueError("model: exact figures need a Gaussian latent of 1 or 2 dimensions or at most 16 bits")
+    bounds = {k: float(importance_sampled_log_likelihood(model, x.to(model.device), k, y=y,
+                                                         generator=torch.Generator().manual_seed(seed + k)).mean())
+              for k in ks}
+    return ExactSummary(len(x), float(log_px.mean()), float(elbo.mean()), float((log_px - elbo).mean()), error,
+                        method, bounds)
