@@ -40,8 +40,18 @@ def encoder_gradient_estimates(model, x: torch.Tensor, draws: int = 16, y: torch
                                generator: torch.Generator | None = None) -> GradientEstimates:
     """``draws`` single-draw estimates of d E_q[f] / d(mu, logvar) for each image of x (B, D), by each estimator.
 
-    The same eps serve all estimators (the baseline uses its own independent draws). The model is not changed."""
+    The same eps serve all estimators (the baseline uses its own independent draws). The model is not changed
+    (evaluated in eval mode; its train/eval mode is restored)."""
+    was_training = model.training
     model.eval()
+    try:
+        return _estimates(model, x, draws, y, generator)
+    finally:
+        model.train(was_training)
+
+
+def _estimates(model, x: torch.Tensor, draws: int, y: torch.Tensor | None,
+               generator: torch.Generator | None) -> GradientEstimates:
     with torch.no_grad():
         mu, logvar = model.posterior(x, y)  # (B, d) each
     d = mu.shape[1]
