@@ -12,7 +12,6 @@ import re
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 from vaelab.config import ConfigError
@@ -253,46 +252,57 @@ CLASSROOM_PRESETS = {"ae": "default", "denoising": "default", "sparse": "default
                      "ae-gmm": "default"}
 
 
-def cmd_pretrain(args) -> int:
-    """Train every variant with its lesson preset and save it as checkpoints/<variant>/classroom.pt."""
+def run_with_bars(specs, args, labels: list[str]) -> list:
+    """Run the specs on the workers (local processes, or Ray with --ray), one progress bar per run."""
     from tqdm import tqdm
 
+    from vaelab import workers
+
+    width = max(len(label) for label in labels)
+    bars = [tqdm(total=1, desc=f"{label:<{width}}", unit="step", position=i, dynamic_ncols=True, leave=True,
+                 disable=args.quiet) for i, label in enumerate(labels)]
+
+    def on_progress(i: int, step: int, total: int) -> None:
+        bar = bars[i]
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = step
+        bar.refresh()
+
+    try:
+        return workers.run(specs, workers=args.workers, ray_address=args.ray, on_progress=on_progress)
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def cmd_pretrain(args) -> int:
+    """Train every variant with its lesson preset (in parallel, on the workers) and save it as
+    checkpoints/<variant>/classroom.pt."""
     from vaelab import checkpoints
     from vaelab.data import load_data
     from vaelab.evaluate import DEFAULT_K, DEFAULT_N, check_settings
-    from vaelab.training import Trainer
+    from vaelab.workers import RunSpec
 
     check_settings(DEFAULT_K if args.k is None else args.k, DEFAULT_N if args.n is None else args.n)
     keys = args.only or list(CLASSROOM_PRESETS)
     for key in keys:
         if key not in CLASSROOM_PRESETS:
             raise ConfigError("--only", f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
-    data = load_data(args.dataset, args.test_dataset)
+    data = load_data(args.dataset, args.test_dataset)  # here: a bad source fails before any worker starts
     print(f"preparing the classroom set on {data.spec['train']} (test: {data.spec['test']}) into "
           f"{args.dir or checkpoints.checkpoint_dir()}", file=sys.stderr)
+    specs = [RunSpec(key, build_config(key, CLASSROOM_PRESETS[key], [], args.epochs).to_dict(), args.dataset,
+                     args.test_dataset, args.seed, args.device, CLASSROOM_NAME,
+                     None if args.dir is None else str(args.dir)) for key in keys]
     failures = 0
-    width = max(len(k) for k in keys)
-    for key in keys:
-        config = build_config(key, CLASSROOM_PRESETS[key], [], args.epochs)
-        trainer = Trainer(key, config, data, seed=args.seed, device=args.device)
-        with tqdm(total=trainer.total_steps, desc=f"{key:<{width}}", unit="step", dynamic_ncols=True,
-                  disable=args.quiet) as bar:
-            while not trainer.done and trainer.error is None:
-                before = trainer.step
-                trainer.advance(max_steps=trainer.log_every)
-                bar.update(trainer.step - before)
-        if trainer.error:
-            print(f"{key}: error: {trainer.error}", file=sys.stderr)
+    for key, result in zip(keys, run_with_bars(specs, args, keys), strict=True):
+        if not result.ok:
+            print(f"{key}: error: {result.error}", file=sys.stderr)
             failures += 1
             continue
-        path, failure = save_or_rescue(trainer, partial(checkpoints.save_trainer, trainer, CLASSROOM_NAME,
-                                                        directory=args.dir, overwrite=True))
-        if failure is not None:
-            rescued = f"; saved to {path} instead" if path is not None else ""
-            print(f"{key}: error: {failure}{rescued}", file=sys.stderr)
-            failures += 1
-            continue
-        line = f"saved {path}  ({CLASSROOM_PRESETS[key]} preset, {trainer.epoch} epochs)"
+        path = Path(result.path)
+        line = f"saved {path}  ({CLASSROOM_PRESETS[key]} preset, {result.epochs} epochs)"
         if args.metrics:
             try:
                 results = _evaluate_with_bar(path, data, args.k, args.n, quiet=args.quiet, desc=f"{key} metrics")
@@ -358,6 +368,86 @@ def cmd_list(args) -> int:
     return 0
 
 
+def add_worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="runs at once on this machine (default: one per free core)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run on a Ray cluster instead ('auto', 'ray://host:10001', or 'local'; needs pip install "
+                        "ray; also $VAELAB_RAY_ADDRESS)")
+
+
+def parse_sweep(config_cls, items: list[str]) -> dict[str, list]:
+    """--set field=v1,v2 (a list field: v1;v2) -> {field: [values]}; every value checked like --set's."""
+    import typing
+
+    from vaelab.config import field_types, parse_value
+
+    grid = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set: expected field=v1,v2,..., got {item!r}")
+        name, text = (part.strip() for part in item.split("=", 1))
+        is_list = name in field_types(config_cls) and typing.get_origin(field_types(config_cls)[name]) is tuple
+        grid[name] = [parse_value(config_cls, name, v) for v in text.split(";" if is_list else ",") if v.strip()]
+        if not grid[name]:
+            raise UsageError(f"--set {name}: no values")
+    return grid
+
+
+def cmd_sweep(args) -> int:
+    """Train the grid x seeds in parallel and print (and write) the final test terms of every run."""
+    import csv
+
+    from vaelab import checkpoints
+    from vaelab.data import load_data
+    from vaelab.variants import get_variant
+    from vaelab.workers import sweep_specs
+
+    config_cls = get_variant(args.variant).config_cls
+    grid = parse_sweep(config_cls, args.set)
+    if args.seeds < 1:
+        raise ConfigError("--seeds", f"must be a whole number >= 1 (got {args.seeds})")
+    base = build_config(args.variant, args.preset, [], args.epochs)
+    for values in _combinations(grid):  # every combination must be a valid config before anything runs
+        base.replace(**values)
+    load_data(args.dataset, args.test_dataset)
+    fields = "-".join(grid) or "seeds"
+    specs = sweep_specs(args.variant, base.to_dict(), {k: list(v) for k, v in grid.items()}, args.seeds,
+                        args.dataset, args.test_dataset, args.device, args.dir, prefix=f"sweep-{fields}")
+    print(f"sweep of {args.variant}: {len(specs)} runs on {args.dataset}", file=sys.stderr)
+    results = run_with_bars(specs, args, [s.label for s in specs])
+    terms = [t for t in ("reconstruction", "kl", "sparsity", "contractive", "total")
+             if any(t in r.test for r in results)]
+    header = ["run", *terms, "train s", "samples/s", "checkpoint"]
+    rows = [[r.spec.label, *(figure(r.test[t]) if t in r.test else "" for t in terms), f"{r.seconds:.1f}",
+             f"{r.samples_per_s:,.0f}", r.path or f"error: {r.error}"] for r in results]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    target = Path(args.csv) if args.csv else Path(args.dir or checkpoints.checkpoint_dir()) / args.variant / \
+        f"sweep-{fields}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", *grid, "seed", *terms, "train_seconds", "samples_per_s", "checkpoint", "error"])
+        for r in results:
+            writer.writerow([r.spec.label, *(_cell(r.spec.config[k]) for k in grid), r.spec.seed,
+                             *(r.test.get(t, "") for t in terms), r.seconds, r.samples_per_s, r.path or "",
+                             r.error or ""])
+    print(f"wrote {target}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cell(value) -> str | float | int:
+    """A CSV cell: a list field as its comma-separated text (400,200), as --set takes it."""
+    return ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _combinations(grid: dict[str, list]) -> list[dict]:
+    import itertools
+
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vaelab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -403,7 +493,24 @@ def make_parser() -> argparse.ArgumentParser:
     pt.add_argument("--k", type=int, help="importance samples for log p(x) (default 100)")
     pt.add_argument("--n", type=int, help="test images for the metrics (default 1000)")
     pt.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_worker_flags(pt)
     pt.set_defaults(func=cmd_pretrain)
+
+    sw = sub.add_parser("sweep", help="train one variant over a grid of settings and seeds, in parallel")
+    sw.add_argument("variant", help="variant key (see `variants`)")
+    sw.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="values of a field to sweep (a list field such as hidden_sizes: V1;V2, each 400,200)")
+    sw.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for every setting (default 1)")
+    sw.add_argument("--preset", help="named preset the other fields come from")
+    sw.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
+    sw.add_argument("--dataset", default="mnist-5k", help="training source (default mnist-5k)")
+    sw.add_argument("--test-dataset", help="test split source if different")
+    sw.add_argument("--device", type=device_value, default="cpu")
+    sw.add_argument("--dir", help="checkpoint directory (default: $VAELAB_CHECKPOINT_DIR or checkpoints)")
+    sw.add_argument("--csv", help="write the table here (default: <dir>/<variant>/sweep-<fields>.csv)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_worker_flags(sw)
+    sw.set_defaults(func=cmd_sweep)
 
     le = sub.add_parser("lessons", help="train each variant's defaults and check that its lesson shows")
     le.add_argument("variants", nargs="*", metavar="VARIANT", help="variant keys (default: all)")
