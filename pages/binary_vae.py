@@ -24,6 +24,7 @@ require_app_frame()  # a deep link as a fresh server's first request: run inside
 
 MAX_LIVE_CODES = 1000  # test images on the live code map
 N_SAMPLES = 10
+PRIOR_ROWS = 3  # rows of N_SAMPLES prior samples: enough draws for the variety of 2^d codes to show
 COMPANION_KEY = "binary_vae.companion"  # st.session_state: the Gaussian VAE shown beside (companions.Companion)
 VARIANCE_SERIES = {"grad_variance": "with the baseline b", "grad_variance_no_baseline": "without (b = 0)"}
 
@@ -34,7 +35,7 @@ def variance_view(session: TrainingSession) -> None:
         st.caption("The gradient-variance curves appear after the first training steps.")
         return
     fig = plots.train_curves(history, VARIANCE_SERIES, log_y=True, y_title="variance (log scale)",
-                             title="Encoder-gradient variance of the score-function estimator")
+                             title="Score-function gradient variance")
     st.plotly_chart(fig, key=f"binary.variance.{session.redraws}")
     with_b = analysis.recent_mean(history, "grad_variance")
     without_b = analysis.recent_mean(history, "grad_variance_no_baseline")
@@ -64,11 +65,14 @@ def code_map(session: TrainingSession) -> None:
 def sample_rows(session: TrainingSession) -> None:
     seed = current_settings().seed
     model = session.model
-    means = run_model(model, model.sample, N_SAMPLES, None, torch.Generator().manual_seed(seed))  # (n, D)
-    binary = binarize(means, "dynamic", generator=torch.Generator().manual_seed(seed))  # (n, D) in {0, 1}
-    show_image_rows([means, binary], session.data.image_shape,
-                    row_names=["Bernoulli means p(x|z)", "binary images x ~ Bernoulli(means)"],
-                    caption=f"z ~ Bernoulli(½)^{model.code_dim}, the same draws at every step (seed {seed}).")
+    n = PRIOR_ROWS * N_SAMPLES
+    means = run_model(model, model.sample, n, None, torch.Generator().manual_seed(seed))  # (n, D)
+    binary = binarize(means[:N_SAMPLES], "dynamic", generator=torch.Generator().manual_seed(seed))  # in {0, 1}
+    rows = [*means.split(N_SAMPLES), binary]
+    show_image_rows(rows, session.data.image_shape,
+                    row_names=[f"{PRIOR_ROWS} rows of Bernoulli means p(x|z)",
+                               "binary images x ~ Bernoulli(means) of the first row"],
+                    caption=f"{n} draws z ~ Bernoulli(½)^{model.code_dim}, the same draws at every step (seed {seed}).")
 
 
 def live_views(session: TrainingSession) -> None:

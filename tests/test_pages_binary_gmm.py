@@ -59,7 +59,7 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
     late = train_rows[len(train_rows) // 2:]
     assert all(r["grad_variance"] < 0.5 * r["grad_variance_no_baseline"] for r in late)
 
-    variance = _chart_titled(at, "Encoder-gradient variance")
+    variance = _chart_titled(at, "Score-function gradient variance")
     assert variance["layout"]["yaxis"]["type"] == "log"
     assert {t["name"] for t in variance["data"]} == {"with the baseline b", "without (b = 0)"}
     plain = next(t for t in variance["data"] if t["name"] == "without (b = 0)")
@@ -70,7 +70,7 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
     assert sum(len(plotly_array(t["x"])) for t in code_map["data"]) == 1000 and len(code_map["data"]) == 10  # 1 a digit
 
     captions = all_captions(at)
-    assert any(c.startswith("Top to bottom: Bernoulli means p(x|z), binary images") for c in captions)
+    assert any(c.startswith("Top to bottom: 3 rows of Bernoulli means p(x|z), binary images") for c in captions)
     assert any("cuts the variance" in c for c in captions)
     latex = " ".join(e.value for e in at.latex)
     assert r"\mu_j \log \mu_j + (1-\mu_j)\log(1-\mu_j) + \log 2" in latex  # the closed-form KL
