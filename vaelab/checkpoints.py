@@ -317,7 +317,7 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Unsupported global" in str(e):
             reason = "it holds Python objects that a safe (weights-only) load refuses"
-        elif "weights only load failed" in str(e).lower():
+        elif not _looks_like_torch_file(path) or "weights only load failed" in str(e).lower():
             reason = "its bytes are not a PyTorch file"
         raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({reason[:200]})") from e
     if not isinstance(payload, dict):
@@ -330,6 +330,16 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {version!r}, this vaelab reads {FORMAT_VERSION}")
     return payload
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in its legacy format, a pickle stream: first byte 0x80)."""
+    try:
+        with path.open("rb") as f:
+            first = f.read(1)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or first == b"\x80"
 
 
 def read_metadata(path: str | Path, with_history: bool = False) -> dict[str, Any]:

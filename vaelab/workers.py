@@ -21,7 +21,8 @@ import os
 import queue as queue_module
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,7 +208,8 @@ def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress:
                 receiver, sender = ctx.Pipe(duplex=False)
                 process = ctx.Process(target=_worker_main, args=(specs[i], i, progress, sender, threads, limit),
                                       daemon=True)
-                process.start()
+                with _main_module_hidden():
+                    process.start()
                 sender.close()  # the child holds its own copy: EOF here when the child is gone
                 running[i] = (process, receiver)
             _drain(progress, on_progress)
@@ -223,6 +225,22 @@ def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress:
         for process, _ in running.values():  # interrupted (Ctrl-C): no worker outlives the caller
             process.kill()
     return [r if r is not None else RunResult(s, error="no result") for r, s in zip(results, specs, strict=True)]
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """multiprocessing re-imports the parent's ``__main__`` in a forkserver or spawned worker. Ours need nothing from
+    it, and a script that runs code when imported (Streamlit runs app.py as __main__; a user's script without a
+    main guard) would run again there: hide it while a worker starts."""
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    for name in saved:
+        setattr(main, name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _worker_main(spec: RunSpec, index: int, progress: Any, sender: Any, threads: int, limit_mb: float) -> None:
