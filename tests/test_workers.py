@@ -102,3 +102,14 @@ def test_the_ray_backend_runs_the_same_specs_on_a_local_ray(tmp_path):
     alone = run_one(RunSpec(**{**results[1].spec.__dict__, "name": None}))
     assert results[1].test["total"] == pytest.approx(alone.test["total"], rel=1e-4)
     assert torch.load(results[0].path, weights_only=True)["epochs"] == 1
+
+
+def test_workers_take_the_callers_settings_of_now_not_the_forkservers(tmp_path, monkeypatch):
+    """The forkserver keeps the environment it started with: a later VAELAB_CHECKPOINT_DIR must still apply."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(folder))
+        spec = RunSpec("ae", VARIANTS["ae"].config_cls(hidden_sizes=(8,), code_size=2, epochs=1).to_dict(),
+                       "digits", name="here")
+        (result,) = run_local([spec], workers=1)
+        assert result.ok and result.path == str(folder / "ae" / "here.pt")

@@ -206,8 +206,8 @@ def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress:
             while waiting and len(running) < workers:
                 i = waiting.pop(0)
                 receiver, sender = ctx.Pipe(duplex=False)
-                process = ctx.Process(target=_worker_main, args=(specs[i], i, progress, sender, threads, limit),
-                                      daemon=True)
+                process = ctx.Process(target=_worker_main, daemon=True,
+                                      args=(specs[i], i, progress, sender, threads, limit, vaelab_environment()))
                 with _main_module_hidden():
                     process.start()
                 sender.close()  # the child holds its own copy: EOF here when the child is gone
@@ -243,7 +243,17 @@ def _main_module_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
-def _worker_main(spec: RunSpec, index: int, progress: Any, sender: Any, threads: int, limit_mb: float) -> None:
+def vaelab_environment() -> dict[str, str]:
+    """This process's VAELAB_* settings (checkpoint and data folders, the memory budget, ...)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("VAELAB_")}
+
+
+def _worker_main(spec: RunSpec, index: int, progress: Any, sender: Any, threads: int, limit_mb: float,
+                 environment: dict[str, str]) -> None:
+    # a forkserver's children inherit the environment the forkserver started with: take the caller's of now
+    for key in [k for k in os.environ if k.startswith("VAELAB_")]:
+        del os.environ[key]
+    os.environ.update(environment)
     _init_worker(threads, limit_mb)
     sender.send(run_one(spec, index, progress))
     sender.close()
