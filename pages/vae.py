@@ -1,5 +1,5 @@
-"""VAE page (layout only): beta, the live ELBO split, a clickable latent map, the manifold, samples from the prior,
-interpolation and per-dimension latent traversals."""
+"""VAE page (layout only): beta, the live ELBO split, a clickable latent map, the manifold, the true posterior and the
+ELBO gap (vaelab/ui/posterior_views.py), samples from the prior, interpolation and per-dimension latent traversals."""
 
 import numpy as np
 import streamlit as st
@@ -7,10 +7,12 @@ import torch
 
 from vaelab import analysis
 from vaelab.ui.config_form import default_prefix, widget_key
+from vaelab.ui.estimator_view import estimator_variance_view
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
 from vaelab.ui.latent_views import bump, elbo_split_view, live_code_map, tsne_section
 from vaelab.ui.pages import require_app_frame
+from vaelab.ui.posterior_views import posterior_views
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants import get_variant
@@ -50,17 +52,20 @@ def live_views(session: TrainingSession) -> None:
     if session.model.code_dim != 2:
         st.caption(f"The latent has {session.model.code_dim} dimensions: draw its t-SNE map below; the manifold "
                    "grid needs a 2-D latent.")
-        return
-    map_col, manifold_col = st.columns([3, 2])
-    with map_col:
-        live_code_map(session, "vae", PICKED_KEY, "Posterior means of")
-    with manifold_col:
-        n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
-                      help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
-        grid = analysis.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
-        show_picture(grid, scale=max(1, round(360 / grid.shape[0])),
-                     caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
-                             "the tiles are equally likely under the prior.")
+    else:
+        map_col, manifold_col = st.columns([3, 2])
+        with map_col:
+            live_code_map(session, "vae", PICKED_KEY, "Posterior means of")
+        with manifold_col:
+            n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
+                          help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
+            grid = analysis.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
+            show_picture(grid, scale=max(1, round(360 / grid.shape[0])),
+                         caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
+                                 "the tiles are equally likely under the prior.")
+    posterior_views(session, PICKED_KEY)  # the true posterior of the picked image, the gap, KL per dimension
+    st.subheader("Two estimators of the encoder's gradient")
+    estimator_variance_view(session)
 
 
 # ---------------------------------------------------------------- views that need not be live
@@ -112,8 +117,9 @@ def traversal_section(session: TrainingSession) -> None:
         columns = st.columns(2)
         for k in range(dims):
             start = float(np.clip(z0[k], -4.0, 4.0))
+            # the step in the key: a slider starts at the code of the weights drawn now, not of its first drawing
             z[k] = columns[k % 2].slider(f"z{k + 1}", -4.0, 4.0, start, 0.05,
-                                         key=f"vae.trav.{session.version}.{index}.{reset}.{k}")
+                                         key=f"vae.trav.{session.version}.{session.step}.{index}.{reset}.{k}")
         if model.code_dim > dims:
             st.caption(f"Sliders for the first {dims} of {model.code_dim} dimensions; the others stay at the "
                        "image's code.")
@@ -145,7 +151,12 @@ what_you_are_seeing(
     "(`bernoulli`, or `gaussian` with variance $\\sigma_x^2$). Training maximises the ELBO, a lower bound on "
     "$\\log p(x)$, with $L$ = `n_samples` reparameterised draws per image. The loss curves show its two terms, "
     "`reconstruction` and `kl`, and `total`. Below: the posterior means of test images on a map (click one), the "
-    "manifold of a 2-D latent, samples from the prior $p(z) = \\mathcal N(0, I)$, interpolations and traversals.",
+    "manifold of a 2-D latent, the exact posterior $p(z\\mid x)$ of the picked image beside $q(z\\mid x)$ with "
+    "$\\log p(x) = \\mathrm{ELBO} + \\mathrm{KL}(q\\,\\|\\,p(z\\mid x))$, the KL of each latent "
+    "dimension, the variance of the encoder's gradient by the reparameterisation trick beside the score-function "
+    "estimator's (the same draws $\\varepsilon$; $f(z) = -\\log p(x\\mid z)$, gradients with respect to $\\mu$ "
+    "and $\\log\\sigma^2$, $b$ = the mean of $f$ over independent draws), samples from the prior "
+    "$p(z) = \\mathcal N(0, I)$, interpolations and traversals.",
     [r"\mathrm{ELBO}(x) = \mathbb{E}_{q(z\mid x)}\big[\log p(x\mid z)\big]"
      r" - \mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)",
      r"\texttt{total} = \underbrace{-\frac{1}{L}\sum_{l=1}^{L}\log p\big(x\mid z^{(l)}\big)}_{\texttt{reconstruction}}"
@@ -155,7 +166,11 @@ what_you_are_seeing(
      r" \sigma = \exp\big(\tfrac12 \log\sigma^2\big)",
      r"\texttt{bernoulli}:\ \log p(x\mid z) = \sum_{i=1}^{D} x_i\log\hat x_i + (1 - x_i)\log(1 - \hat x_i)"
      r"\qquad \texttt{gaussian}:\ \log p(x\mid z) = -\frac12\sum_{i=1}^{D}"
-     r"\Big[\frac{(x_i - \hat x_i)^2}{\sigma_x^2} + \log 2\pi\sigma_x^2\Big]"],
+     r"\Big[\frac{(x_i - \hat x_i)^2}{\sigma_x^2} + \log 2\pi\sigma_x^2\Big]",
+     r"\text{reparameterised: } \frac{\partial f(\mu + \sigma\odot\varepsilon)}{\partial(\mu, \log\sigma^2)}"
+     r"\qquad \text{score function: } \big(f(z) - b\big)\Big(\frac{z - \mu}{\sigma^2},\ "
+     r"\frac12\Big(\frac{(z - \mu)^2}{\sigma^2} - 1\Big)\Big),\quad z = \mu + \sigma\odot\varepsilon,\ b \in "
+     r"\{0,\ \bar f\}"],
 )
 beta = beta_slider(session)
 session = training_panel(VARIANT, extra_views=live_views, fixed={"beta": beta})

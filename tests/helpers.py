@@ -118,6 +118,26 @@ def plotly_array(value: list | dict, dtype: Any = np.float64) -> np.ndarray:
     return np.asarray(value, dtype=dtype)
 
 
+def plotly_grid(value: list | dict) -> np.ndarray:
+    """A heat map's z: nested lists, or Plotly's typed-array form with a "shape" ("48, 48") for a 2-D numpy array."""
+    if isinstance(value, dict) and "bdata" in value:
+        shape = tuple(int(s) for s in str(value.get("shape", "-1")).split(","))
+        return plotly_array(value).reshape(shape)
+    return np.asarray(value, dtype=np.float64)
+
+
+def click_point(at: AppTest, chart: Any, point: int) -> None:
+    """Send the selection the browser sends when a latent map's point with customdata ``point`` is clicked, and run
+    (AppTest has no API for chart selections)."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    states = at._tree.get_widget_states()
+    event = {"selection": {"points": [{"curve_number": 0, "point_number": 0, "point_index": 0, "customdata": point}],
+                           "point_indices": [0], "box": [], "lasso": []}}
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(event)))
+    at._run(states)
+
+
 def image_captions(at: AppTest) -> list[str]:
     return [caption for image in at.image for caption in image.captions]
 

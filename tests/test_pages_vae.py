@@ -237,6 +237,31 @@ def test_vae_page_draws_a_tsne_map_and_one_traversal_slider_per_dimension_for_a_
     assert any(c.startswith("Picked: test image #8 ") for c in image_captions(at))
 
 
+def test_traversal_sliders_start_at_the_code_of_the_weights_drawn_now_and_the_estimator_chart_shows():
+    """The sliders kept the code of their first drawing (an early step): a finished run decoded another digit."""
+    at = _page("vae", chunk_steps=5)
+    at.run()
+    at.button(key="panel.vae.start").click().run()
+    at.run()  # each run draws the whole page, its sliders included, at the step trained so far
+    early = [s.value for s in at.slider if s.key and s.key.startswith("vae.trav.")]
+    session = session_of(at, "vae")
+    for _ in range(MAX_RUNS):
+        if session.trainer.done:
+            break
+        at.run()
+    at.run()  # the page after the last chunk
+    no_exception(at)
+    x = session.data.test.images[0]
+    code = analysis.encode_dataset(session.model, x[None])[0]  # (2,) the finished model's mu
+    sliders = [s for s in at.slider if s.key and s.key.startswith("vae.trav.")]
+    assert [s.value for s in sliders] == pytest.approx([float(np.clip(c, -4, 4)) for c in code], abs=0.05)
+    assert early != [s.value for s in sliders]
+    chart = _chart(at, "Variance of a one-draw estimate of the encoder's gradient")
+    names = [trace["name"] for trace in chart_spec(chart)["data"]]
+    assert names == ["reparameterised", "score function", "score function + baseline"]
+    assert any("the score function's is" in c.value for c in at.caption)
+
+
 # ---------------------------------------------------------------- the conditional VAE page
 def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_samples():
     at = _page("cvae")

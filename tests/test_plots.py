@@ -243,3 +243,99 @@ def test_drawn_codes_differ_from_the_digit_dots_in_shape_and_colour():
         assert drawn.marker.color not in plots.CLASS_COLORS and drawn.marker.size > digits[0].marker.size
         assert drawn.marker.line.color != drawn.marker.color  # an outline that shows over the dots
     assert mixture.marker.color != normal.marker.color
+
+
+# ---------------------------------------------------------------- the true posterior and the ELBO gap
+def _log_gaussian_grid(z1: np.ndarray, z2: np.ndarray, mean: tuple[float, float], std: tuple[float, float]):
+    """log N(z; mean, diag std^2) on the grid, [i, j] at (z1[i], z2[j]), by torch.distributions."""
+    points = torch.cartesian_prod(torch.as_tensor(z1), torch.as_tensor(z2))
+    normal = dist.Independent(dist.Normal(torch.tensor(mean, dtype=torch.float64),
+                                          torch.tensor(std, dtype=torch.float64)), 1)
+    return normal.log_prob(points).reshape(len(z1), len(z2)).numpy()
+
+
+def test_axis_ellipse_is_the_k_sd_contour_of_a_diagonal_gaussian():
+    e = plots.axis_ellipse([1.0, -2.0], [0.5, 2.0], 2.0)
+    assert e.shape == (120, 2)
+    np.testing.assert_allclose(((e[:, 0] - 1.0) / 0.5) ** 2 + ((e[:, 1] + 2.0) / 2.0) ** 2, 4.0)
+    np.testing.assert_allclose(e[0], e[-1])  # closed
+    assert e[:, 0].max() == pytest.approx(2.0) and e[:, 1].min() == pytest.approx(-6.0, abs=1e-3)
+
+
+def test_posterior_heatmap_draws_the_clipped_log_posterior_with_z1_across_and_qs_ellipses():
+    z1, z2 = np.linspace(-3, 3, 30), np.linspace(-2, 4, 20)  # unequal axes: a transpose would show
+    lp = _log_gaussian_grid(z1, z2, (0.5, 1.0), (0.4, 0.9))
+    fig = plots.posterior_heatmap([z1, z2], lp, [0.3, 1.2], [0.2, 0.5], title="t")
+    heat = fig.data[0]
+    assert isinstance(heat, go.Heatmap) and heat.colorscale[0][1] == go.Heatmap(colorscale="Viridis").colorscale[0][1]
+    np.testing.assert_allclose(heat.x, z1)
+    np.testing.assert_allclose(heat.y, z2)
+    top = lp.max()
+    np.testing.assert_allclose(np.asarray(heat.z), np.maximum(lp, top - plots.POSTERIOR_LOG_RANGE).T)
+    assert heat.zmax == pytest.approx(top) and heat.zmin == pytest.approx(top - 10.0)
+    traces = by_name(fig)
+    for k in (1, 2):
+        e = traces[f"q(z|x): μ ± {k}σ"]
+        np.testing.assert_allclose(((np.asarray(e.x) - 0.3) / 0.2) ** 2 + ((np.asarray(e.y) - 1.2) / 0.5) ** 2, k * k)
+    assert traces["q(z|x): μ ± 2σ"].line.dash == "dash"
+    assert list(traces["μ of q(z|x)"].x) == [0.3] and list(traces["μ of q(z|x)"].y) == [1.2]
+    assert list(fig.layout.xaxis.range) == pytest.approx([z1[0] - 3 / 29, z1[-1] + 3 / 29])  # whole cells
+    with pytest.raises(ValueError, match="axis 0 = z1"):
+        plots.posterior_heatmap([z1, z2], lp.T, [0, 0], [1, 1])
+
+
+def test_posterior_curve_draws_the_posterior_density_beside_q():
+    z = np.linspace(-5, 5, 401)
+    lp = dist.Normal(torch.tensor(1.0, dtype=torch.float64), 0.5).log_prob(torch.as_tensor(z)).numpy()
+    fig = plots.posterior_curve(z, lp, -0.5, 0.8)
+    traces = by_name(fig)
+    np.testing.assert_allclose(traces["p(z|x), exact"].y, np.exp(lp))
+    q = dist.Normal(torch.tensor(-0.5, dtype=torch.float64), torch.tensor(0.8, dtype=torch.float64))
+    expected_q = q.log_prob(torch.as_tensor(z)).exp().numpy()
+    np.testing.assert_allclose(traces["q(z|x), the encoder"].y, expected_q, rtol=1e-12)
+
+
+def test_importance_bound_figure_draws_means_with_standard_errors_below_the_exact_line():
+    draws = {1: [-105.0, -103.0, -104.0, -108.0], 10: [-101.5, -101.0, -101.3], 1000: [-100.2, -100.1]}
+    fig = plots.importance_bound_figure(draws, -100.0, title="bound")
+    traces = by_name(fig)
+    mean = traces["mean ± 1 s.e."]
+    assert list(mean.x) == [1, 10, 1000]
+    np.testing.assert_allclose(mean.y, [np.mean(draws[k]) for k in (1, 10, 1000)])
+    np.testing.assert_allclose(mean.error_y.array, [np.std(draws[k], ddof=1) / np.sqrt(len(draws[k]))
+                                                    for k in (1, 10, 1000)])
+    assert sorted(traces["one draw"].y) == sorted(v for d in draws.values() for v in d)
+    assert list(traces["exact log p(x)"].y) == [-100.0, -100.0]
+    assert fig.layout.xaxis.type == "log"
+    with pytest.raises(ValueError, match="at least one K"):
+        plots.importance_bound_figure({}, 0.0)
+
+
+def test_gap_curve_and_kl_per_dimension_figures():
+    fig = plots.gap_curve([10, 20, 40], [3.0, 2.0, 1.5], title="gap")
+    assert list(fig.data[0].x) == [10, 20, 40] and list(fig.data[0].y) == [3.0, 2.0, 1.5]
+    with pytest.raises(ValueError, match="one per step"):
+        plots.gap_curve([1, 2], [1.0])
+    fig = plots.kl_per_dimension([2.0, 0.001, 1.0], [0.5, 0.0001, 0.02], 0.01)
+    active, inactive = fig.data
+    assert list(active.x) == ["z1", "z3"] and list(active.y) == [2.0, 1.0]
+    assert list(inactive.x) == ["z2"] and list(inactive.y) == [0.001]
+    assert active.marker.color == plots.ACTIVE_COLOR and inactive.marker.color == plots.INACTIVE_COLOR
+    assert list(fig.layout.xaxis.categoryarray) == ["z1", "z2", "z3"]  # bars stay in dimension order
+    with pytest.raises(ValueError, match="one per dimension"):
+        plots.kl_per_dimension([1.0], [1.0, 2.0], 0.01)
+
+
+def test_density_pair_shares_one_colour_scale_and_draws_z1_across():
+    axis = np.linspace(-1, 1, 5)
+    left = np.outer(np.arange(5), np.ones(5))  # grows along z1 (axis 0)
+    right = np.full((5, 5), 0.5)
+    fig = plots.density_pair(axis, left, right)
+    a, b = fig.data
+    assert a.coloraxis == b.coloraxis == "coloraxis"
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 4.0
+    np.testing.assert_allclose(np.asarray(a.z), left.T)  # rows are z2: values grow across
+    assert a.xaxis == "x" and b.xaxis == "x2"
+    assert plots.density_pair(axis, left, right, zmax=1.0).layout.coloraxis.cmax == 1.0
+    with pytest.raises(ValueError, match="right: expected shape"):
+        plots.density_pair(axis, left, right[:4])

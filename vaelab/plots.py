@@ -414,3 +414,166 @@ def compare_loss_curves(histories: Mapping[str, Sequence[Mapping]], term: str = 
     fig.update_layout(title=title or f"{term} per image", xaxis_title="epoch", yaxis_title=f"{term} per image",
                       margin={**MARGIN, "b": 40}, legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return fig
+
+
+# ---------------------------------------------------------------- the true posterior and the ELBO gap
+DENSITY_SCALE = "Viridis"  # perceptually uniform, dark = little mass
+POSTERIOR_LOG_RANGE = 10.0  # nats below its peak that the posterior heat map shows (lower values share one colour)
+Q_LINE = {"color": "white", "width": 2}  # q(z|x)'s ellipses over the heat map: readable over every Viridis colour
+Q_SDS = (1, 2)  # standard deviations of q(z|x) drawn as ellipses
+ACTIVE_COLOR, INACTIVE_COLOR = PALETTE[0], "rgb(190, 190, 190)"
+TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}  # between the title and the plot
+BOTTOM_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0}  # under the x axis's title
+Q_LEGEND = {"bgcolor": "rgb(68, 68, 68)", "font": {"color": "white"}}  # the white ellipses' entries need a dark ground
+
+
+def _cell_range(centres: np.ndarray) -> list[float] | None:
+    """The axis range that shows every cell of a uniform grid whole (None, Plotly's own, for a single cell)."""
+    if len(centres) < 2:
+        return None
+    half = (centres[1] - centres[0]) / 2
+    return [float(centres[0] - half), float(centres[-1] + half)]
+
+
+def axis_ellipse(mean: Sequence[float], std: Sequence[float], k: float, n: int = 120) -> np.ndarray:
+    """The closed curve mean + k * std * (cos t, sin t), t in [0, 2 pi]: the k-standard-deviation ellipse of a
+    diagonal 2-D Gaussian (its axes along z1 and z2).   -> (n, 2)"""
+    m, s = np.asarray(mean, dtype=np.float64).reshape(2), np.asarray(std, dtype=np.float64).reshape(2)
+    t = np.linspace(0.0, 2.0 * np.pi, n)
+    return m + k * s * np.stack([np.cos(t), np.sin(t)], axis=1)
+
+
+def posterior_heatmap(axes: Sequence[np.ndarray], log_posterior: np.ndarray, q_mean: Sequence[float],
+                      q_std: Sequence[float], title: str | None = None,
+                      log_range: float = POSTERIOR_LOG_RANGE) -> go.Figure:
+    """log p(z|x) on a 2-D grid (``log_posterior[i, j]`` at z = (axes[0][i], axes[1][j])) as a heat map clipped to
+    ``log_range`` nats below its peak, with q(z|x) = N(q_mean, diag q_std^2)'s 1- and 2-sd ellipses and its mean."""
+    z1, z2 = (np.asarray(a, dtype=np.float64).reshape(-1) for a in axes)
+    lp = np.asarray(log_posterior, dtype=np.float64)
+    if lp.shape != (len(z1), len(z2)):
+        raise ValueError(f"log_posterior: expected shape ({len(z1)}, {len(z2)}) (axis 0 = z1), got {lp.shape}")
+    top = float(np.max(lp))
+    shown = np.maximum(lp, top - log_range).T  # (z2, z1): Plotly's rows are y
+    fig = go.Figure(go.Heatmap(
+        x=z1, y=z2, z=shown, zmin=top - log_range, zmax=top, colorscale=DENSITY_SCALE, name="log p(z|x)",
+        colorbar={"title": {"text": "log p(z|x)", "side": "right"}, "thickness": 14},
+        hovertemplate="z = (%{x:.3f}, %{y:.3f})<br>log p(z|x) = %{z:.2f}<extra></extra>"))
+    for k in Q_SDS:
+        e = axis_ellipse(q_mean, q_std, k)
+        fig.add_trace(go.Scatter(x=e[:, 0], y=e[:, 1], mode="lines", name=f"q(z|x): μ ± {k}σ",
+                                 line={**Q_LINE, "dash": "solid" if k == 1 else "dash"}, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[float(q_mean[0])], y=[float(q_mean[1])], mode="markers", name="μ of q(z|x)",
+                             marker={"symbol": "x", "color": "white", "size": 10, "line": {"width": 1}},
+                             hovertemplate="μ = (%{x:.3f}, %{y:.3f})<extra></extra>"))
+    fig.update_xaxes(title_text="z₁", range=_cell_range(z1), showgrid=False, zeroline=False)
+    fig.update_yaxes(title_text="z₂", range=_cell_range(z2), showgrid=False, zeroline=False)
+    fig.update_layout(title=title, margin={**MARGIN, "t": 80 if title else MARGIN["t"]}, height=460,
+                      plot_bgcolor="white", legend={**TOP_LEGEND, **Q_LEGEND})
+    return fig
+
+
+def posterior_curve(axis: np.ndarray, log_posterior: np.ndarray, q_mean: float, q_std: float,
+                    title: str | None = None) -> go.Figure:
+    """A 1-D latent: the density p(z|x) = exp(log_posterior) on the grid beside q(z|x) = N(q_mean, q_std^2)."""
+    z = np.asarray(axis, dtype=np.float64).reshape(-1)
+    lp = np.asarray(log_posterior, dtype=np.float64).reshape(-1)
+    if lp.shape != z.shape:
+        raise ValueError(f"log_posterior: expected {len(z)} values (one per grid point), got {lp.shape}")
+    q = np.exp(-0.5 * ((z - q_mean) / q_std) ** 2) / (q_std * math.sqrt(2.0 * math.pi))
+    fig = go.Figure([
+        go.Scatter(x=z, y=np.exp(lp), mode="lines", name="p(z|x), exact", line={"color": PALETTE[0], "width": 2.5}),
+        go.Scatter(x=z, y=q, mode="lines", name="q(z|x), the encoder", line={"color": PALETTE[1], "dash": "dash"})])
+    fig.update_layout(title=title, xaxis_title="z", yaxis_title="density", height=460,
+                      margin={**MARGIN, "t": 80 if title else MARGIN["t"]}, legend=TOP_LEGEND)
+    return fig
+
+
+def importance_bound_figure(draws: Mapping[int, Sequence[float]], exact: float,
+                            title: str | None = None) -> go.Figure:
+    """The importance-weighted bound against K (log axis): the mean of each K's draws with +-1 standard error,
+    the draws themselves faint, and a horizontal line at the exact log p(x)."""
+    ks = sorted(int(k) for k in draws)
+    if not ks:
+        raise ValueError("draws: need the bound's draws for at least one K")
+    values = [np.asarray(draws[k], dtype=np.float64).reshape(-1) for k in ks]
+    means = [float(v.mean()) for v in values]
+    errors = [float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0 for v in values]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[k for k, v in zip(ks, values, strict=True) for _ in v],
+                             y=np.concatenate(values), mode="markers", name="one draw",
+                             marker={"color": PALETTE[0], "size": 5, "opacity": 0.3},
+                             hovertemplate="K = %{x}<br>%{y:.2f}<extra>one draw</extra>"))
+    fig.add_trace(go.Scatter(x=ks, y=means, mode="lines+markers", name="mean ± 1 s.e.",
+                             error_y={"type": "data", "array": errors, "visible": True, "thickness": 1.5},
+                             line={"color": PALETTE[0], "width": 2}, marker={"size": 8},
+                             hovertemplate="K = %{x}<br>mean %{y:.2f}<extra></extra>"))
+    span = [ks[0] / 1.6, ks[-1] * 1.6]
+    fig.add_trace(go.Scatter(x=span, y=[exact, exact], mode="lines", name="exact log p(x)",
+                             line={"color": PALETTE[1], "width": 2, "dash": "dash"},
+                             hovertemplate=f"exact log p(x) = {exact:.2f}<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="K (importance samples)", tickvals=ks, ticktext=[f"{k:,}" for k in ks],
+                     range=[math.log10(span[0]), math.log10(span[1])])
+    fig.update_yaxes(title_text="bound (nats)")
+    fig.update_layout(title=title, margin={**MARGIN, "b": 60}, height=460, legend=BOTTOM_LEGEND)
+    return fig
+
+
+def gap_curve(steps: Sequence[int], gaps: Sequence[float], title: str | None = None) -> go.Figure:
+    """The mean ELBO gap (nats) against the training step."""
+    if len(steps) != len(gaps):
+        raise ValueError(f"gaps: expected {len(steps)} values (one per step), got {len(gaps)}")
+    fig = go.Figure(go.Scatter(x=list(steps), y=list(gaps), mode="lines+markers", name="mean gap",
+                               line={"color": PALETTE[0], "width": 2}, marker={"size": 7},
+                               hovertemplate="step %{x:,}<br>mean gap %{y:.3f} nats<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="training step", yaxis_title="mean gap (nats)", margin=MARGIN,
+                      height=300, yaxis_rangemode="tozero")
+    return fig
+
+
+def density_pair(axis: np.ndarray, left: np.ndarray, right: np.ndarray,
+                 titles: Sequence[str] = ("aggregate posterior q(z)", "prior p(z) = N(0, I)"),
+                 zmax: float | None = None) -> go.Figure:
+    """Two densities on the same square grid (``axis`` the cell centres of both z1 and z2; ``[i, j]`` at
+    (axis[i], axis[j])) side by side, with one colour scale from 0 to ``zmax`` (default: the larger maximum)."""
+    a = np.asarray(axis, dtype=np.float64).reshape(-1)
+    grids = [np.asarray(g, dtype=np.float64) for g in (left, right)]
+    for name, g in zip(("left", "right"), grids, strict=True):
+        if g.shape != (len(a), len(a)):
+            raise ValueError(f"{name}: expected shape ({len(a)}, {len(a)}), got {g.shape}")
+    top = float(zmax) if zmax is not None else max(float(g.max()) for g in grids)
+    fig = make_subplots(1, 2, subplot_titles=list(titles), horizontal_spacing=0.08)
+    for col, (name, g) in enumerate(zip(titles, grids, strict=True), start=1):
+        fig.add_trace(go.Heatmap(x=a, y=a, z=g.T, coloraxis="coloraxis", name=name,
+                                 hovertemplate=f"{name}<br>z = (%{{x:.2f}}, %{{y:.2f}})<br>density %{{z:.4f}}"
+                                               "<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="z₁", range=_cell_range(a), constrain="domain", showgrid=False, zeroline=False)
+    fig.update_yaxes(title_text="z₂", range=_cell_range(a), constrain="domain", showgrid=False, zeroline=False)
+    fig.update_yaxes(scaleanchor="x", row=1, col=1)
+    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
+    fig.update_layout(coloraxis={"colorscale": DENSITY_SCALE, "cmin": 0.0, "cmax": top,
+                                 "colorbar": {"title": {"text": "density", "side": "right"}, "thickness": 14}},
+                      margin={**MARGIN, "t": 50}, height=400, plot_bgcolor="white")
+    return fig
+
+
+def kl_per_dimension(kl: Sequence[float], variances: Sequence[float], threshold: float,
+                     title: str | None = None) -> go.Figure:
+    """One bar per latent dimension: its mean KL (nats), coloured when the unit is active (Var_x of its posterior
+    mean > ``threshold``) and grey when not."""
+    kl, var = np.asarray(kl, dtype=np.float64).reshape(-1), np.asarray(variances, dtype=np.float64).reshape(-1)
+    if kl.shape != var.shape:
+        raise ValueError(f"variances: expected {len(kl)} values (one per dimension), got {len(var)}")
+    names = np.array([f"z{j + 1}" for j in range(len(kl))])
+    active = var > threshold
+    fig = go.Figure()
+    for flag, name, color in ((True, f"active: Var(μⱼ) > {threshold:g}", ACTIVE_COLOR),
+                              (False, f"inactive: Var(μⱼ) ≤ {threshold:g}", INACTIVE_COLOR)):
+        pick = active == flag
+        fig.add_trace(go.Bar(x=names[pick], y=kl[pick], name=name, marker_color=color, customdata=var[pick],
+                             showlegend=True,
+                             hovertemplate="%{x}<br>KL %{y:.3f} nats<br>Var(μ) %{customdata:.3g}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="latent dimension", yaxis_title="mean KL (nats)", margin=MARGIN,
+                      height=340, barmode="overlay", bargap=0.2,
+                      xaxis={"categoryorder": "array", "categoryarray": list(names)},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.3, "x": 0})
+    return fig
