@@ -16,6 +16,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +137,25 @@ def save_trainer_to(trainer: Trainer, path: str | Path, overwrite: bool = False)
         raise CheckpointError(f"{path} already exists; choose another path or overwrite it")
     _atomic_save(_payload(trainer, path.stem), path, overwrite=overwrite)
     return path
+
+
+def rescue_path(variant: str) -> Path:
+    """Where a run goes when its checkpoint cannot be written: the system's temp folder, a name no one has."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / f"vaelab-rescue-{variant}-{stamp}-{os.getpid()}.pt"
+
+
+def save_or_rescue(trainer: Trainer, save: Callable[[], Path]) -> tuple[Path | None, str | None]:
+    """(path, None) when ``save()`` wrote the checkpoint; else (rescue path or None, the reason): the trained model
+    is written to :func:`rescue_path` instead, so a failed save never loses a run."""
+    try:
+        return save(), None
+    except CheckpointError as error:
+        reason = str(error)
+    try:
+        return save_trainer_to(trainer, rescue_path(trainer.variant), overwrite=False), reason
+    except CheckpointError as error:
+        return None, f"{reason}; the rescue copy failed too ({error})"
 
 
 def _exists_message(path: Path) -> str:

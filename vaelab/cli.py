@@ -7,11 +7,9 @@ its allowed range).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 from vaelab.config import ConfigError
@@ -76,28 +74,6 @@ def device_value(text: str) -> str:
     return name
 
 
-def rescue_path(name: str) -> Path:
-    """Where a run goes when its checkpoint cannot be written: the system's temp folder, a name no one has."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(tempfile.gettempdir()) / f"vaelab-rescue-{name}-{stamp}-{os.getpid()}.pt"
-
-
-def save_or_rescue(trainer, save) -> tuple[Path | None, str | None]:
-    """(path, None) when ``save()`` wrote the checkpoint; else (rescue path or None, the reason): the trained
-    model is written to :func:`rescue_path` instead, so a failed save never loses a run."""
-    from vaelab import checkpoints
-
-    try:
-        return save(), None
-    except checkpoints.CheckpointError as error:
-        reason = str(error)
-    fallback = rescue_path(trainer.variant)
-    try:
-        return checkpoints.save_trainer_to(trainer, fallback, overwrite=False), reason
-    except checkpoints.CheckpointError as error:
-        return None, f"{reason}; the rescue copy failed too ({error})"
-
-
 def cmd_variants(args) -> int:
     from vaelab.variants import VARIANTS
 
@@ -156,11 +132,10 @@ def cmd_train(args) -> int:
         print(f"error: {trainer.error}", file=sys.stderr)
         return 1
     if args.out:
-        path, failure = save_or_rescue(trainer, lambda: checkpoints.save_trainer_to(trainer, Path(args.out),
-                                                                                     overwrite=True))
+        save = partial(checkpoints.save_trainer_to, trainer, Path(args.out), overwrite=True)
     else:
-        path, failure = save_or_rescue(trainer, lambda: checkpoints.save_trainer(trainer, name,
-                                                                                 overwrite=args.overwrite))
+        save = partial(checkpoints.save_trainer, trainer, name, overwrite=args.overwrite)
+    path, failure = checkpoints.save_or_rescue(trainer, save)
     if failure is not None:
         print(f"error: {failure}", file=sys.stderr)
         if path is not None:

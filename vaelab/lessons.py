@@ -130,8 +130,10 @@ def probe_images(data: DataBundle, n: int = PROBE_IMAGES) -> tuple[torch.Tensor,
 
 
 def _model_inputs(trainer: Trainer, x: torch.Tensor) -> torch.Tensor:
-    """Test images as the model was trained to see them (a binarised run gets the static threshold)."""
-    return (x > 0.5).to(x.dtype) if trainer.config.binarize == "static" else x
+    """Test images as the model was trained to see them (evaluate.model_inputs: threshold or the seeded draw)."""
+    from vaelab.evaluate import model_inputs
+
+    return model_inputs(x, trainer.config.binarize, trainer.seed)
 
 
 def train(variant: str, config: BaseConfig, data: DataBundle, seed: int = 0, device: str = "cpu") -> Trainer:

@@ -92,14 +92,11 @@ def run_one(spec: RunSpec, index: int = 0, progress: Any = None) -> RunResult:
         result.epochs, result.steps, result.seconds = trainer.epoch, trainer.step, trainer.elapsed
         result.samples_per_s = trainer.step * config.batch_size / max(trainer.elapsed, 1e-9)
         if spec.name is not None:
-            try:
-                path = checkpoints.save_trainer(trainer, spec.name, directory=spec.directory,
-                                                overwrite=spec.overwrite)
-            except checkpoints.CheckpointError as error:
-                rescue = checkpoints.save_trainer_to(trainer, _rescue_path(spec), overwrite=False)
-                result.error = f"{error}; the run was saved to {rescue} instead"
-                path = rescue
-            result.path = str(path)
+            path, failure = checkpoints.save_or_rescue(trainer, lambda: checkpoints.save_trainer(
+                trainer, spec.name, directory=spec.directory, overwrite=spec.overwrite))
+            if failure is not None:
+                result.error = failure + ("" if path is None else f"; the run was saved to {path} instead")
+            result.path = None if path is None else str(path)
     except MemoryError:
         result.error = "out of memory (the worker's memory limit was reached)"
     except RuntimeError as error:
@@ -109,14 +106,6 @@ def run_one(spec: RunSpec, index: int = 0, progress: Any = None) -> RunResult:
     except Exception as error:  # a worker reports every failure as its run's error: the other runs go on
         result.error = f"{type(error).__name__}: {error}"
     return result
-
-
-def _rescue_path(spec: RunSpec):
-    import tempfile
-    from pathlib import Path
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(tempfile.gettempdir()) / f"vaelab-rescue-{spec.variant}-{stamp}-{os.getpid()}.pt"
 
 
 def _init_worker(threads: int, memory_limit_mb: float | None) -> None:
