@@ -1,7 +1,9 @@
-"""Home: what each variant teaches, two lines each, with a link to its page."""
+"""Home: Prepare the class (every page's lesson model, trained in the background), then what each variant teaches,
+two lines each, with a link to its page, and the class as saved."""
 
 import streamlit as st
 
+from vaelab.ui.classroom_panel import prepare_class_section, saved_class_section
 from vaelab.ui.pages import PAGES, require_app_frame
 from vaelab.variants import VARIANTS
 
@@ -12,6 +14,7 @@ st.markdown(
     "Train each model live on handwritten digits, watch its loss split into terms, and look at what it "
     "learned. Pick the dataset, device and seed in the sidebar; every page can save and reload its models."
 )
+prepare_class_section()
 
 for group in ("Deterministic", "Generative", "Compare"):
     specs = [p for p in PAGES if p.group == group]
@@ -23,3 +26,5 @@ for group in ("Deterministic", "Generative", "Compare"):
         else:
             st.markdown(f"{spec.title} *(page not written yet)*")
         st.caption(lesson)
+
+saved_class_section()

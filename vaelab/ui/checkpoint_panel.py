@@ -59,7 +59,7 @@ def literal(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~$])", r"\\\1", text)
 
 
-def _show_feedback(key_prefix: str, what: str) -> None:
+def show_feedback(key_prefix: str, what: str) -> None:
     feedback = st.session_state.get(_feedback_key(key_prefix, what))
     if feedback:
         kind, text = feedback
@@ -85,11 +85,13 @@ def suggested_name(session: TrainingSession) -> str:
 
 
 def _save(session: TrainingSession, name: str, key_prefix: str, overwrite: bool) -> None:
+    state.settle(session)  # a run training in a worker: its state of now
     try:
         path = save_trainer(session.trainer, name, overwrite=overwrite)
     except (CheckpointError, OSError) as error:
         _set_feedback(key_prefix, "save", "error", f"Not saved: {error}")
     else:
+        state.mark_saved(session)
         _set_feedback(key_prefix, "save", "success", f"Saved `{path.stem}` ({path}).")
 
 
@@ -126,16 +128,21 @@ def _save_section(session: TrainingSession, key_prefix: str) -> None:
         if no.button("Cancel", key=f"{key_prefix}.overwrite_no"):
             st.session_state[pending_key] = None
             st.rerun()
-    _show_feedback(key_prefix, "save")
+    show_feedback(key_prefix, "save")
 
 
 # -- load ----------------------------------------------------------------------------------------------------
 def checkpoint_label(info: CheckpointInfo) -> str:
     """name · dataset · epochs · test loss · date (or 'unreadable' and why)."""
+    return " · ".join(filter(None, [info.name, checkpoint_details(info)]))
+
+
+def checkpoint_details(info: CheckpointInfo) -> str:
+    """dataset · epochs · test loss · date saved (UTC), or 'unreadable' and why."""
     if info.error:
         why = info.error.replace(f"{info.path} ", "").replace(f"{info.path}: ", "")
-        return f"{info.name} · unreadable: {why if len(why) <= 100 else why[:99] + '…'}"
-    parts = [info.name]
+        return f"unreadable: {why if len(why) <= 100 else why[:99] + '…'}"
+    parts = []
     if info.dataset:
         train, test = info.dataset.get("train"), info.dataset.get("test")
         parts.append(train if test in (None, train) else f"{train} / test {test}")
@@ -186,15 +193,20 @@ def load_into_session(variant: str, path: str | Path, form_prefix: str) -> str |
     return None
 
 
-def _on_load(variant: str, key_prefix: str, form_prefix: str) -> None:
-    path = st.session_state.get(f"{key_prefix}.load_choice")
-    if not path:
-        return
+def open_checkpoint(variant: str, path: str | Path, key_prefix: str, form_prefix: str, what: str = "load") -> None:
+    """Load ``path`` into the variant's session and keep the outcome for ``show_feedback(key_prefix, what)``: the
+    Load button's path, for any button that opens a checkpoint (a callback)."""
     error = load_into_session(variant, path, form_prefix)
     if error:
-        _set_feedback(key_prefix, "load", "error", f"Not loaded: {error}")
+        _set_feedback(key_prefix, what, "error", f"Not loaded: {error}")
     else:
-        _set_feedback(key_prefix, "load", "success", f"Loaded `{Path(path).stem}`.")
+        _set_feedback(key_prefix, what, "success", f"Loaded `{Path(path).stem}`.")
+
+
+def _on_load(variant: str, key_prefix: str, form_prefix: str) -> None:
+    path = st.session_state.get(f"{key_prefix}.load_choice")
+    if path:
+        open_checkpoint(variant, path, key_prefix, form_prefix)
 
 
 def _load_section(session: TrainingSession, key_prefix: str, form_prefix: str) -> None:
@@ -224,7 +236,7 @@ def _choose_and_load(session: TrainingSession, infos: list[CheckpointInfo], key_
                                  mime="application/octet-stream", key=f"{key_prefix}.download",
                                  icon=":material/download:", disabled=choice in broken, on_click="ignore",
                                  help="The selected checkpoint as a .pt file (upload it on another machine).")
-    _show_feedback(key_prefix, "load")
+    show_feedback(key_prefix, "load")
 
 
 # -- upload --------------------------------------------------------------------------------------------------
@@ -260,4 +272,4 @@ def _upload_section(variant: str, key_prefix: str) -> None:
                      help=f"At most {MAX_UPLOAD_MB} MB. Read with a weights-only loader (it cannot run code) and "
                           f"checked before it is stored under its file name.")
     st.checkbox("Replace a saved checkpoint of the same name", key=f"{key_prefix}.upload_overwrite")
-    _show_feedback(key_prefix, "upload")
+    show_feedback(key_prefix, "upload")

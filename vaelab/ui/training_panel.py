@@ -19,9 +19,11 @@ from vaelab.budget import check_budget
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.ui.checkpoint_panel import checkpoint_panel
+from vaelab.ui.classroom_panel import lesson_model_button
 from vaelab.ui.config_form import config_form, default_prefix
 from vaelab.ui.controls import render_controls
 from vaelab.ui.live_view import CHUNK_SECONDS, REFRESH_SECONDS, ExtraViews, live_view
+from vaelab.ui.run_downloads import run_downloads
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.sidebar import current_settings
 
@@ -64,9 +66,11 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
         config = config_form(variant_key, form_prefix, defaults=defaults, fixed=fixed, disabled=locked)
         if config is not None and not locked:
             config = within_budget(variant_key, config, settings.data)
+    lesson_model_button(session, prefix, form_prefix)
     render_controls(session, config, settings, prefix)
     live_view(variant_key, key_prefix=prefix, extra_views=extra_views, refresh_seconds=refresh_seconds,
               chunk_seconds=chunk_seconds, n_images=n_images, show_reconstructions=show_reconstructions)
     with st.expander("Save / load", icon=":material/save:"):
         checkpoint_panel(session, prefix, form_prefix)
+    run_downloads(session, prefix)
     return session
