@@ -73,6 +73,14 @@ def set_form(at: AppTest, variant: str, values: dict[str, Any], chunk_steps: int
     return at
 
 
+def stop_reset(at: AppTest, variant: str) -> AppTest:
+    """Stop / Reset, confirming the discard when the run was not saved (the panel asks first)."""
+    at.button(key=f"panel.{variant}.reset").click().run()
+    if any(b.key == f"panel.{variant}.discard" for b in at.button):
+        at.button(key=f"panel.{variant}.discard").click().run()
+    return at
+
+
 def run_until_stopped(at: AppTest, variant: str = "ae", max_runs: int = 300) -> list[int]:
     """Run chunk after chunk until the run stops; the history length before and after each run."""
     lengths = [len(session_of(at, variant).history)]

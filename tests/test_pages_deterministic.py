@@ -22,6 +22,7 @@ from tests.helpers import (
     run_until_stopped,
     session_of,
     set_form,
+    stop_reset,
     subset,
 )
 from vaelab import analysis
@@ -230,7 +231,7 @@ def test_denoising_page_widgets_show_a_loaded_models_corruption():
     at.button(key="panel.denoising.save").click().run()
     assert "Saved `masked`" in at.success[0].value
 
-    at.button(key="panel.denoising.reset").click().run()
+    stop_reset(at, "denoising")
     at.selectbox(key="cfg.denoising.corruption").set_value("gaussian")  # the next run would use other noise
     at.slider(key="cfg.denoising.noise_level").set_value(0.1)
     at.run()
@@ -374,7 +375,7 @@ def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_th
     assert panel["train · contractive"] == "y2" and panel["train · reconstruction"] == "y"  # readable on its own
 
     # trained once: a new run of the same setting finds the same reference, already trained
-    at.button(key="panel.contractive.reset").click().run()
+    stop_reset(at, "contractive")
     at.button(key="panel.contractive.start").click().run()
     run_until_stopped(at, "contractive", MAX_RUNS)
     no_exception(at)

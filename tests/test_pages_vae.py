@@ -26,6 +26,7 @@ from tests.helpers import (
     open_page,
     plotly_array,
     session_of,
+    stop_reset,
     train_to_the_end,
 )
 from vaelab import analysis, plots
@@ -213,7 +214,7 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     assert any(c.startswith(f"Picked: test image #37 (a {label})") for c in image_captions(at))
 
     at.button(key="panel.vae.save").click().run()  # beta travels with the checkpoint back into the slider
-    at.button(key="panel.vae.reset").click().run()
+    stop_reset(at, "vae")
     at.slider(key="cfg.vae.beta").set_value(0.5).run()
     assert not at.slider(key="cfg.vae.beta").disabled
     at.button(key="panel.vae.load").click().run()

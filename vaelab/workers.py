@@ -168,7 +168,9 @@ def free_cores() -> int:
 def _context():
     if sys.platform.startswith("linux"):
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "vaelab.training", "vaelab.checkpoints"])
+        # torch._dynamo: Adam imports it on first use (1 s); sklearn.mixture: the AE + GMM's (1 s)
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "sklearn.mixture", "vaelab.training",
+                                    "vaelab.checkpoints", "vaelab.variants"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -35,14 +35,47 @@ def render_controls(session: TrainingSession, config: BaseConfig | None, setting
     cols[2].button("Resume", key=f"{key_prefix}.resume", icon=":material/resume:", disabled=not session.can_resume,
                    on_click=state.resume, args=(session,))
     cols[3].button("Stop / Reset", key=f"{key_prefix}.reset", icon=":material/stop:",
-                   disabled=session.status == state.IDLE, on_click=state.reset, args=(session,),
-                   help="Forget this run (save it first to keep it).")
+                   disabled=session.status == state.IDLE, on_click=_on_reset, args=(session, key_prefix),
+                   help="Forget this run (asks first when it is not saved).")
     cols[4].markdown(_status_line(session))
     if start_clicked and config is not None:
         state.start(session, config, settings.data, settings.seed, settings.device)
         st.rerun()  # redraw the form read-only and register the live view with its timer
+    _confirm_reset(session, key_prefix)
     _messages(session, settings)
     _recovery(session, key_prefix)
+
+
+def _confirm_key(key_prefix: str) -> str:
+    return f"{key_prefix}.confirm_reset"
+
+
+def _on_reset(session: TrainingSession, key_prefix: str) -> None:
+    """Stop / Reset: forget the run, or, when it is not saved, stop its training and ask first."""
+    if not session.unsaved:
+        state.reset(session)
+        return
+    state.pause(session)
+    st.session_state[_confirm_key(key_prefix)] = session.version
+
+
+def _on_discard(session: TrainingSession, key_prefix: str) -> None:
+    st.session_state[_confirm_key(key_prefix)] = None
+    state.reset(session)
+
+
+def _confirm_reset(session: TrainingSession, key_prefix: str) -> None:
+    """The question Stop / Reset asks before it discards a run that is in no file."""
+    if st.session_state.get(_confirm_key(key_prefix)) != session.version or session.status == state.IDLE:
+        return
+    with st.container(border=True):
+        st.warning(f"This run (step {session.step:,}) is not saved. Training is paused. Discard it?",
+                   icon=":material/warning:")
+        left, right, _ = st.columns([1.3, 1.6, 3])
+        left.button("Discard the run", key=f"{key_prefix}.discard", type="primary", icon=":material/delete:",
+                    on_click=_on_discard, args=(session, key_prefix))
+        right.button("Keep it (Save below)", key=f"{key_prefix}.keep", icon=":material/undo:",
+                     on_click=lambda: st.session_state.update({_confirm_key(key_prefix): None}))
 
 
 def _recovery(session: TrainingSession, key_prefix: str) -> None:

@@ -1,6 +1,12 @@
-"""The live part of the panel: a fragment that advances the Trainer by a time budget, then redraws.
+"""The live part of the panel: a fragment that takes the newest training state, then redraws.
 
-While the run is ``running`` the fragment is registered with ``run_every``: each run trains for about
+With the worker backend (the app's default) training runs in a worker process and each run of the fragment only
+takes the reports that have arrived (``session.advance``) and draws: every ``WORKER_REFRESH_SECONDS`` for the
+progress, curves and reconstructions, every ``WORKER_VIEWS_REFRESH_SECONDS`` for the page's own pictures. Nothing
+in the server trains, so nothing here takes a lock.
+
+With the inline backend (AppTest's page tests) the fragment trains too. While the run is ``running`` the fragment
+is registered with ``run_every``: each run trains for about
 ``chunk_seconds`` and redraws the progress bar, the loss curves and the reconstructions. Its timer
 (``refresh_seconds``) is shorter than a run, so the next run is already queued when one ends and the runs follow
 each other back to back (see ``REFRESH_SECONDS``). The page's own ``extra_views(session)`` live in a second fragment
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import streamlit as st
 import torch
@@ -25,6 +32,7 @@ import torch
 from vaelab import plots
 from vaelab.training import Trainer
 from vaelab.ui import session as state
+from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.session import TrainingSession, get_session, run_model
 
@@ -48,6 +56,15 @@ LIVE_LOCK = threading.Lock()
 # figure of 5,000 train rows: 330 kB of JSON and 0.1 s to build, drawn again twice a second). Test rows are capped
 # too: on mnist-5k an epoch is 32 steps, so a 10-minute run logs about 2,000 of them.
 MAX_DRAWN_ROWS = 1000  # per kind of row (train, test)
+# With a worker the fragments only draw: the curves twice a second, the page's pictures every second (their
+# caption's step stays within about 1.5 s of the progress line's).
+WORKER_REFRESH_SECONDS = 0.5
+WORKER_VIEWS_REFRESH_SECONDS = 1.0
+
+
+def _lock_for(session: TrainingSession):
+    """The inline backend trains in this process: its live views take turns (LIVE_LOCK); a worker's do not."""
+    return LIVE_LOCK if session.backend == "inline" else nullcontext()
 
 
 def fixed_test_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -134,7 +151,7 @@ def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
         return
     terms = curve_terms(session.history, exclude=getattr(session.model, "diagnostic_terms", ()))
     figure = plots.loss_curves(drawn_history(session.history), terms=terms, log_y=log_y)
-    st.plotly_chart(figure, key=f"{key_prefix}.curves.{session.redraws}")
+    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves step {session.step}")
 
 
 def reconstruction_rows(session: TrainingSession, n_images: int) -> list[torch.Tensor] | None:
@@ -169,10 +186,13 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
     (their widgets rerun only them)."""
     registered_running = get_session(variant).running
     registered_busy = get_session(variant).views_busy
+    if get_session(variant).backend == "worker":
+        refresh_seconds = max(refresh_seconds, WORKER_REFRESH_SECONDS)
+        views_refresh_seconds = WORKER_VIEWS_REFRESH_SECONDS
 
     @st.fragment(run_every=refresh_seconds if registered_running else None)
     def _live() -> None:
-        with LIVE_LOCK:
+        with _lock_for(get_session(variant)):
             _tick(variant, registered_running, key_prefix, chunk_seconds, n_images, show_reconstructions)
 
     _live()
@@ -183,8 +203,8 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
 
     @st.fragment(run_every=views_refresh_seconds if timer else None)
     def _views() -> None:
-        with LIVE_LOCK:
-            session = get_session(variant)
+        session = get_session(variant)
+        with _lock_for(session):
             session.views_busy = bool(extra_views(session)) if session.has_model else False
         if (registered_running or session.views_busy) != timer:  # a change of `running` is _tick's to handle
             st.rerun(scope="app")  # register the fragment again with (or without) its timer

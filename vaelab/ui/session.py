@@ -3,10 +3,16 @@
 Leaving a page and coming back finds the run where it was. Status moves
 idle -> running <-> paused -> finished (or error); Reset returns to idle. A loaded checkpoint becomes a paused
 (resumable) run, or a view-only model when its training data cannot be restored. Nothing here draws widgets.
+
+Where the training runs (``backend``): in a worker process (``"worker"``, the app's default: see
+:mod:`vaelab.live_worker`) while the session's ``trainer`` is the server's mirror of it, never trained here and
+updated from the worker's reports, so the pages draw from it unchanged; or ``"inline"``, in chunks inside the page's
+own redraws (``advance`` trains; AppTest's deterministic page tests, ``VAELAB_LIVE_BACKEND=inline``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +23,22 @@ import torch
 from vaelab.checkpoints import Checkpoint
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
+from vaelab.live_worker import LiveWorker
 from vaelab.training import Trainer
 from vaelab.variants.base import Variant
 
 IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
 MAX_RESULTS_PER_NAME = 4  # live views cache one result per step: keep the few newest of each name
+BACKEND_ENV = "VAELAB_LIVE_BACKEND"
+BACKENDS = ("worker", "inline")
+
+
+def live_backend() -> str:
+    """Where new sessions train: ``$VAELAB_LIVE_BACKEND`` (worker or inline), default worker."""
+    value = os.environ.get(BACKEND_ENV, "worker").strip().lower() or "worker"
+    if value not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}: must be one of {', '.join(BACKENDS)} (got {value!r})")
+    return value
 
 
 @dataclass
@@ -37,6 +54,10 @@ class TrainingSession:
     redraws: int = 0  # live-view redraw counter (fresh chart keys)
     views_busy: bool = False  # the page's live views reported work left (they keep their timer): see live_view
     chunk_steps: int | None = None  # cap on steps per live chunk besides the time budget (tests: deterministic)
+    backend: str = field(default_factory=live_backend)  # "worker" or "inline" (module docstring)
+    device: str = "cpu"  # where the worker trains (the mirror stays on the CPU)
+    worker: LiveWorker | None = field(default=None, repr=False)  # the running worker (backend "worker")
+    saved_step: int | None = None  # the step last saved or loaded (None: this run was never saved)
     results: dict[Hashable, Any] = field(default_factory=dict, repr=False)  # see model_cached
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
 
@@ -81,8 +102,14 @@ class TrainingSession:
 
     @property
     def can_resume(self) -> bool:
+        """Paused, or stopped by a lost worker (its state is in the mirror); not after a non-finite loss."""
         t = self.trainer
-        return self.status == PAUSED and t is not None and not t.done and t.error is None
+        return self.status in (PAUSED, ERROR) and t is not None and not t.done and t.error is None
+
+    @property
+    def unsaved(self) -> bool:
+        """A trained run whose current state is in no file (Stop / Reset asks first)."""
+        return self.trainer is not None and self.step > 0 and self.saved_step != self.step
 
 
 def session_key(variant: str) -> str:
@@ -99,7 +126,9 @@ def get_session(variant: str) -> TrainingSession:
 
 def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint: Checkpoint | None,
                    status: str, message: str | None = None, view_data: DataBundle | None = None) -> None:
+    _end_worker(session)
     session.trainer, session.checkpoint, session.status, session.message = trainer, checkpoint, status, message
+    session.saved_step = None
     session._view_data = view_data
     session.version += 1
     session.results.clear()
@@ -107,25 +136,56 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
 
 def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
     """A fresh Trainer for ``config``, running. False (message set) when it cannot be built."""
-    try:
-        trainer = Trainer(session.variant, config, data, seed=seed, device=device)
+    on_worker = session.backend == "worker"
+    try:  # with a worker, this is the mirror: on the CPU, the worker trains on ``device``
+        trainer = Trainer(session.variant, config, data, seed=seed, device="cpu" if on_worker else device)
     except (ConfigError, ValueError, RuntimeError) as error:
         session.message = f"Cannot start: {error}"
         session.status = ERROR if session.trainer is not None else IDLE
         return False
     _replace_model(session, trainer, None, RUNNING)
+    session.device = device
+    if on_worker:
+        _start_worker(session)
     return True
+
+
+def _start_worker(session: TrainingSession) -> None:
+    """A worker continuing the mirror's run; a worker that cannot start leaves the run stopped, with the reason."""
+    try:
+        session.worker = LiveWorker(session.trainer, device=session.device)
+    except (OSError, RuntimeError, ValueError) as error:
+        session.status, session.message = ERROR, f"The training process could not start: {error}"
+
+
+def _end_worker(session: TrainingSession) -> None:
+    if session.worker is not None:
+        session.worker.stop()
+        session.worker = None
+
+
+def settle(session: TrainingSession) -> None:
+    """The run's exact state of now in ``session.trainer`` (before a save or a download of it): with a worker,
+    its newest complete state (training goes on)."""
+    if session.worker is not None:
+        session.worker.sync()
 
 
 def pause(session: TrainingSession) -> None:
     if session.status == RUNNING:
-        session.status = PAUSED
+        if session.worker is not None:
+            session.worker.pause()  # its exact state is in the mirror now
+            _take_worker_end(session)
+        if session.status == RUNNING:
+            session.status = PAUSED
 
 
 def resume(session: TrainingSession) -> None:
     if session.can_resume:
         session.status = RUNNING
         session.message = None
+        if session.backend == "worker":
+            _start_worker(session)
 
 
 def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
@@ -139,7 +199,14 @@ def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
     except ConfigError as error:
         return str(error)
     session.status, session.message = RUNNING, None
+    if session.backend == "worker":
+        _start_worker(session)
     return None
+
+
+def mark_saved(session: TrainingSession) -> None:
+    """The run as it is now is in a file (Stop / Reset need not ask)."""
+    session.saved_step = session.step
 
 
 def reset(session: TrainingSession) -> None:
@@ -156,24 +223,52 @@ def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkp
     else:
         status = PAUSED
     _replace_model(session, trainer, checkpoint, status, trainer.error)
+    session.device = "cpu"
+    mark_saved(session)
 
 
 def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: DataBundle | None, why: str) -> None:
     """A checkpoint whose training cannot resume here: its model and stored curves, nothing to train."""
     _replace_model(session, None, checkpoint, VIEW_ONLY, why, view_data=data)
+    mark_saved(session)
 
 
 def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
-    """One chunk of training; moves status to finished / error when the trainer stops."""
+    """Inline: one chunk of training. Worker: the reports that have arrived. Moves status to finished / error when
+    the run stops (the worker's end, or its death, with the cause)."""
     trainer = session.trainer
     if session.status != RUNNING or trainer is None:
         return []
+    if session.backend == "worker":
+        if session.worker is None:
+            _start_worker(session)
+            return []
+        rows = session.worker.poll()
+        _take_worker_end(session)
+        return rows
     rows = trainer.advance(max_steps=session.chunk_steps, max_seconds=max_seconds)
     if trainer.error is not None:
         session.status, session.message = ERROR, trainer.error
     elif trainer.done:
         session.status = FINISHED
     return rows
+
+
+def _take_worker_end(session: TrainingSession) -> None:
+    """The worker ended (finished, paused, failed or died): its last state into the mirror, the status to match."""
+    worker, trainer = session.worker, session.trainer
+    if worker is None or worker.alive:
+        return
+    worker.settle()
+    session.worker = None
+    if worker.error is not None:
+        session.status = ERROR
+        session.message = (f"{worker.error} The run keeps its last reported state (step {trainer.step:,}): Save "
+                           "keeps it, Resume continues from it.")
+    elif trainer.error is not None:
+        session.status, session.message = ERROR, trainer.error
+    elif trainer.done:
+        session.status = FINISHED
 
 
 def model_cached(session: TrainingSession, name: str, compute: Callable[[], Any], *key: Hashable) -> Any:

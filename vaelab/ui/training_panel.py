@@ -18,6 +18,7 @@ import streamlit as st
 from vaelab.budget import check_budget
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
+from vaelab.live_worker import warm_up_in_background
 from vaelab.ui.checkpoint_panel import checkpoint_panel
 from vaelab.ui.classroom_panel import lesson_model_button
 from vaelab.ui.config_form import config_form, default_prefix
@@ -57,6 +58,8 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
     """
     settings = current_settings()
     session = get_session(variant_key)
+    if session.backend == "worker":
+        warm_up_in_background()  # the first Start then needs no imports
     prefix = panel_prefix(variant_key)
     form_prefix = default_prefix(variant_key)
     locked = session.trainer is not None

@@ -1,0 +1,177 @@
+"""Live training in worker processes (vaelab/live_worker.py) as the app drives it (vaelab/ui/session.py).
+
+The worker trains, the session's trainer mirrors it: start, pause, resume, stop and a learning-rate change go
+through the worker; a paused mirror holds exactly the state an uninterrupted in-process run reaches at the same
+step; a killed worker is reported with its cause and leaves other sessions alone; and the AppTest page drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from tests.helpers import new_app, no_exception, session_of, stop_reset
+from vaelab.data import load_data
+from vaelab.training import Trainer
+from vaelab.ui import session as state
+from vaelab.ui.session import TrainingSession
+from vaelab.variants import get_variant
+
+WAIT_S = 60  # generous: a busy CI machine starts processes slowly
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("mnist-5k")
+
+
+def _config(variant: str = "ae", **fields):
+    base = {"ae": {"hidden_sizes": (32,), "code_size": 4}, "vae": {"hidden_sizes": (32,), "latent_dim": 2}}[variant]
+    return get_variant(variant).config_cls(**{**base, "batch_size": 100, "epochs": 3, **fields})
+
+
+def _session(variant: str = "ae") -> TrainingSession:
+    return TrainingSession(variant, backend="worker")
+
+
+def _wait(session: TrainingSession, until, seconds: float = WAIT_S) -> None:
+    """Poll the session (as the page's fragment does) until ``until()``; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not until():
+        assert time.monotonic() < deadline, f"timed out: status {session.status}, step {session.step}, " \
+                                            f"message {session.message}"
+        state.advance(session, 0.1)
+        time.sleep(0.05)
+
+
+def _same_state(a: Trainer, b: Trainer) -> bool:
+    weights = all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(),
+                                                    strict=True))
+    return weights and a.step == b.step and torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_start_pause_resume_finish_through_the_worker_match_an_uninterrupted_run(data):
+    session = _session()
+    assert state.start(session, _config(epochs=10), data, seed=3, device="cpu")
+    assert session.worker is not None and session.worker.pid != os.getpid()
+    _wait(session, lambda: session.step >= 20)
+    state.pause(session)
+    assert session.status == state.PAUSED and session.worker is None  # the worker ended, its state is here
+    paused_at = session.step
+    reference = Trainer("ae", _config(epochs=10), data, seed=3)
+    reference.advance(max_steps=paused_at)
+    assert _same_state(session.trainer, reference)  # the mirror is the run's exact state
+    time.sleep(0.5)
+    state.advance(session, 0.1)
+    assert session.step == paused_at  # paused: nothing moves
+
+    state.resume(session)
+    assert session.running and session.worker is not None
+    _wait(session, lambda: session.status != state.RUNNING)
+    assert session.status == state.FINISHED and session.trainer.done
+    reference.advance(max_steps=reference.total_steps - reference.step)
+    assert _same_state(session.trainer, reference)
+    def test_rows(trainer):  # one per epoch, from a fixed draw: the same numbers (train rows follow the chunks)
+        return [{k: v for k, v in r.items() if k != "time"} for r in trainer.history if r["kind"] == "test"]
+
+    assert len(test_rows(session.trainer)) == 10 and test_rows(session.trainer) == test_rows(reference)
+    train_rows = [r for r in session.history if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == sorted({r["step"] for r in train_rows})  # each once, in order
+    assert train_rows[-1]["total"] < train_rows[0]["total"]  # it learned
+
+
+def test_stop_ends_the_worker_at_once(data):
+    session = _session()
+    state.start(session, _config(epochs=50), data, seed=0, device="cpu")
+    _wait(session, lambda: session.step > 0)
+    worker = session.worker
+    started = time.monotonic()
+    state.reset(session)
+    assert time.monotonic() - started < 5
+    assert session.status == state.IDLE and session.trainer is None
+    assert not worker._process.is_alive()
+
+
+def test_a_learning_rate_change_through_the_worker_continues_a_diverged_run(data):
+    session = _session("vae")
+    state.start(session, _config("vae", lr=10.0, epochs=2), data, seed=0, device="cpu")
+    _wait(session, lambda: session.status != state.RUNNING)
+    assert session.status == state.ERROR and session.trainer.error is not None  # diverged in the worker
+    stopped_at = session.step
+    assert all(torch.isfinite(v).all() for v in session.model.state_dict().values() if v.is_floating_point())
+    assert state.resume_with_lr(session, 1e-3) is None
+    assert session.running and session.worker is not None
+    _wait(session, lambda: session.step > stopped_at + 5)
+    assert session.trainer.config.lr == 1e-3 and session.trainer.error is None
+    state.reset(session)
+
+
+def test_a_killed_worker_is_reported_and_the_run_can_resume(data):
+    session = _session()
+    state.start(session, _config(epochs=50), data, seed=0, device="cpu")
+    _wait(session, lambda: session.step >= 10)
+    os.kill(session.worker.pid, signal.SIGKILL)
+    _wait(session, lambda: session.status != state.RUNNING)
+    assert session.status == state.ERROR
+    assert "SIGKILL" in session.message and "Resume" in session.message
+    assert session.has_model and session.can_resume
+    kept = session.step
+    state.resume(session)
+    _wait(session, lambda: session.step > kept)
+    state.reset(session)
+
+
+def test_a_second_session_is_unaffected_by_the_first_sessions_killed_worker(data):
+    first, second = _session(), _session()
+    state.start(first, _config(epochs=50), data, seed=0, device="cpu")
+    state.start(second, _config(epochs=2), data, seed=1, device="cpu")
+    _wait(first, lambda: first.step > 0)
+    os.kill(first.worker.pid, signal.SIGKILL)
+    _wait(first, lambda: first.status == state.ERROR)
+    _wait(second, lambda: second.status != state.RUNNING)
+    assert second.status == state.FINISHED and second.trainer.done and second.message is None
+    state.reset(first)
+
+
+def test_the_page_trains_in_a_worker_and_pause_resume_stop_work(monkeypatch):
+    monkeypatch.setenv(state.BACKEND_ENV, "worker")
+    at = new_app().run()
+    at.switch_page("pages/ae.py").run()
+    session = session_of(at, "ae")
+    assert session.backend == "worker"
+    at.text_input(key="cfg.ae.hidden_sizes").set_value("32")
+    at.number_input(key="cfg.ae.epochs").set_value(30)
+    at.run()
+    at.button(key="panel.ae.start").click().run()
+    no_exception(at)
+    deadline = time.monotonic() + WAIT_S
+    while session_of(at, "ae").step < 20:  # each run is one redraw: it takes what the worker reported
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        at.run()
+    session = session_of(at, "ae")
+    assert session.worker is not None and session.history
+    assert at.get("plotly_chart")  # the loss curves
+    at.button(key="panel.ae.pause").click().run()
+    assert session.status == state.PAUSED
+    paused_at = session.step
+    time.sleep(0.5)
+    at.run()
+    assert session.step == paused_at
+    at.button(key="panel.ae.resume").click().run()
+    deadline = time.monotonic() + WAIT_S
+    while session.step <= paused_at:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        at.run()
+    at.button(key="panel.ae.reset").click().run()  # not saved: it asks, and training stops meanwhile
+    assert session.status == state.PAUSED and any(b.key == "panel.ae.discard" for b in at.button)
+    at.button(key="panel.ae.keep").click().run()
+    assert session.has_model  # kept
+    stop_reset(at, "ae")
+    assert session_of(at, "ae").status == state.IDLE and not session_of(at, "ae").has_model
+    no_exception(at)

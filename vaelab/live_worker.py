@@ -1,0 +1,347 @@
+"""A live training run in a worker process: the app's page sends commands and draws from the snapshots it receives.
+
+    mirror = Trainer("vae", config, data, seed=0)       # the server's copy: never trains, only mirrors the worker
+    worker = LiveWorker(mirror)                          # a process that continues from the mirror's state
+    worker.poll()                                        # each redraw: newest rows and weights -> the mirror
+    worker.pause()                                       # the worker's whole state -> the mirror; the worker ends
+
+The worker owns the training: its own process (forkserver preloaded with torch on Linux, spawn elsewhere), its own
+RNG, its share of the cores and a memory limit set by the operating system. It runs the same ``Trainer`` in chunks
+and answers each request between chunks with one *report*: the history rows since the last report, the trainer's
+complete state (weights, optimizer, RNG, data order: ``Trainer.state_dict`` without the history) and its status.
+Requests are asynchronous: ``poll`` takes what has arrived and asks for the next report, so a redraw never waits
+for training and training never waits for a redraw (a thread in the worker writes the report into the pipe).
+
+The mirror takes every report's rows and weights at once (the pictures draw from them) and the complete state when
+it is needed (``settle``: pause, save, a dead worker, the end of the run), so after ``settle`` the mirror is the
+run's exact state and saving or resuming it is the same as saving or resuming the worker. A worker that dies is
+reported with its cause (``error``); the run keeps the last report's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import queue as queue_module
+import threading
+import time
+from typing import Any
+
+import torch
+
+from vaelab.training import Trainer
+from vaelab.workers import (
+    MEMORY_HEADROOM_MB,
+    _context,
+    _init_worker,
+    _main_module_hidden,
+    death_cause,
+    free_cores,
+    vaelab_environment,
+)
+
+CHUNK_SECONDS = 0.2  # training between two looks at the command pipe (Pause answers within about this)
+MAX_THREADS = 4  # these models gain nothing from more torch threads; more only take cores from other sessions
+SETTLE_TIMEOUT_S = 10.0
+_live_workers: set[LiveWorker] = set()  # this process's running workers: new ones take their share of the cores
+_registry_lock = threading.Lock()
+
+
+def worker_threads() -> int:
+    """Torch threads for a new worker: ``VAELAB_WORKER_THREADS``, else the free cores but one (the server draws),
+    shared with the workers already running, 1 to ``MAX_THREADS``."""
+    configured = os.environ.get("VAELAB_WORKER_THREADS")
+    if configured:
+        return max(1, int(configured))
+    with _registry_lock:
+        running = sum(1 for w in _live_workers if w.alive)
+    return max(1, min(MAX_THREADS, (free_cores() - 1) // (running + 1)))
+
+
+def warm_up() -> None:
+    """Start the forkserver (it imports torch once, a few seconds) so the first Start does not wait for it."""
+    ctx = _context()
+    if hasattr(ctx, "get_start_method") and ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with _main_module_hidden():
+            forkserver.ensure_running()
+
+
+_warming: threading.Thread | None = None
+
+
+def warm_up_in_background() -> None:
+    """Once per process, in a thread: the forkserver, and torch's lazy import that a first optimizer triggers
+    (about 1 s each), so that a page's first Start answers at once."""
+    global _warming
+    with _registry_lock:
+        if _warming is not None:
+            return
+        _warming = threading.Thread(target=_warm, name="vaelab-warm-up", daemon=True)
+    _warming.start()
+
+
+def _warm() -> None:
+    import torch._dynamo  # noqa: F401  (Adam imports it on first use)
+
+    warm_up()
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _from_bytes(data: bytes) -> Any:
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+class LiveWorker:
+    """One training session's worker process, continuing ``mirror``'s run (see the module docstring)."""
+
+    def __init__(self, mirror: Trainer, device: str = "cpu", memory_limit_mb: float | None = None,
+                 threads: int | None = None) -> None:
+        from vaelab.budget import budget_mb
+
+        self.mirror = mirror
+        self.error: str | None = None  # the worker died or failed: why
+        self._latest_state: dict[str, Any] | None = None  # the newest complete state not yet in the mirror
+        self._awaiting = False  # a report was asked for and has not arrived
+        self._finished = False  # the worker sent its last report (paused, done, error) and ended
+        limit = budget_mb() + MEMORY_HEADROOM_MB if memory_limit_mb is None else memory_limit_mb
+        ctx = _context()
+        self._conn, child = ctx.Pipe(duplex=True)
+        state = _to_bytes(mirror.state_dict(include_history=True))
+        self.threads = threads or worker_threads()
+        self._process = ctx.Process(
+            target=_worker_main, daemon=True, name=f"vaelab-live-{mirror.variant}",
+            args=(child, mirror.variant, mirror.config.to_dict(), mirror.data, mirror.seed, device, state,
+                  self.threads, limit, vaelab_environment()))
+        with _main_module_hidden():
+            self._process.start()
+        child.close()
+        with _registry_lock:
+            _live_workers.add(self)
+        self._request()
+
+    # -- state --------------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return not self._finished and self.error is None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    # -- commands -----------------------------------------------------------------------------------------
+    def poll(self) -> list[dict[str, Any]]:
+        """Apply every report that has arrived to the mirror, ask for the next one; the new history rows."""
+        rows, _ = self._receive(wait=0.0)
+        if self.alive:
+            self._request()
+        return rows
+
+    def pause(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
+        """Stop training; the worker's exact state goes to the mirror and the worker ends."""
+        self._finish("pause", timeout)
+
+    def sync(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
+        """The worker's state of now in the mirror (for a save while training runs); training goes on."""
+        if not self.alive:
+            self.settle()
+            return
+        self._send(("report",))
+        deadline = time.monotonic() + timeout
+        arrived = False
+        while not arrived and time.monotonic() < deadline and self.alive:
+            _, arrived = self._receive(wait=min(0.5, max(0.0, deadline - time.monotonic())))
+        self.settle()
+
+    def stop(self) -> None:
+        """End the worker at once (Stop / Reset): nothing more reaches the mirror."""
+        self._finished = True
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(timeout=5)
+        self._close()
+
+    def settle(self) -> None:
+        """Put the newest complete state into the mirror (weights, optimizer, RNG, data order, step, error)."""
+        if self._latest_state is None:
+            return
+        state, self._latest_state = self._latest_state, None
+        self.mirror.load_state_dict({**state, "history": self.mirror.history})
+
+    # -- inside ---------------------------------------------------------------------------------------------
+    def _finish(self, command: str, timeout: float) -> None:
+        if self.alive:
+            self._send((command,))
+            deadline = time.monotonic() + timeout
+            while not self._finished and time.monotonic() < deadline and self._process.is_alive():
+                self._receive(wait=min(0.5, max(0.0, deadline - time.monotonic())))
+            self._receive(wait=0.0)
+        if not self._finished:
+            self.stop()
+        self.settle()
+
+    def _request(self) -> None:
+        if not self._awaiting:
+            self._send(("report",))
+            self._awaiting = True
+
+    def _send(self, message: tuple) -> None:
+        with contextlib.suppress(OSError, ValueError):  # the worker is gone: _check_death reports why
+            self._conn.send(message)
+
+    def _receive(self, wait: float) -> tuple[list[dict[str, Any]], bool]:
+        """Apply the reports that have arrived (waiting up to ``wait`` s for the first): (new rows, any arrived)."""
+        rows: list[dict[str, Any]] = []
+        arrived = False
+        timeout = wait
+        while not self._conn.closed:
+            try:
+                if not self._conn.poll(timeout):
+                    break
+                report = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            timeout, arrived = 0.0, True
+            rows.extend(self._apply(report))
+        self._check_death()
+        return rows, arrived
+
+    def _check_death(self) -> None:
+        """A process gone without its last report: read what it sent before it went, then record its end."""
+        if self._finished or self.error is not None or self._process.is_alive():
+            return
+        try:
+            while not self._conn.closed and self._conn.poll(0):
+                self._apply(self._conn.recv())
+        except (EOFError, OSError):
+            pass
+        if not self._finished:
+            self._process.join(timeout=1)
+            self.error = f"The training process {death_cause(self._process.exitcode)}."
+            self.settle()
+        self._close()
+
+    def _apply(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """One report into the mirror: rows (replacing any the worker took back), weights, counters."""
+        self._awaiting = False
+        mirror = self.mirror
+        base, rows = report["base"], report["rows"]
+        del mirror.history[base:]
+        mirror.history.extend(rows)
+        if report.get("failure"):
+            self.error = report["failure"]
+        if report.get("state") is not None:
+            state = _from_bytes(report["state"])
+            load_weights(mirror.model, state["model"])
+            mirror.step, mirror.epoch, mirror.elapsed = state["step"], state["epoch"], state["elapsed"]
+            mirror.error = state["error"]
+            mirror.model.set_training_progress(mirror.step / mirror.steps_per_epoch)
+            self._latest_state = state
+        if report.get("final"):
+            self._finished = True
+            self._process.join(timeout=5)
+            self._close()
+        return rows
+
+    def _close(self) -> None:
+        with _registry_lock:
+            _live_workers.discard(self)
+        if not self._conn.closed:
+            self._conn.close()
+
+    def __del__(self) -> None:  # a session that goes away takes its worker with it
+        try:
+            if self._process.is_alive():
+                self._process.kill()
+        except (AttributeError, ValueError, AssertionError):
+            pass
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(weights)``, first resizing the buffers the variant lets change size (a mixture's
+    number of components)."""
+    for name in getattr(model, "resizable_state", ()):
+        if name in weights and tuple(getattr(model, name).shape) != tuple(weights[name].shape):
+            model.register_buffer(name, torch.empty_like(weights[name]))
+    model.load_state_dict(weights)
+
+
+# ---------------------------------------------------------------- the worker process
+def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, seed: int, device: str, state: bytes,
+                 threads: int, limit_mb: float, environment: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith("VAELAB_")]:  # the caller's settings of now
+        del os.environ[key]
+    os.environ.update(environment)
+    _init_worker(threads, limit_mb)
+    outbox: queue_module.Queue = queue_module.Queue()
+    writer = threading.Thread(target=_write_reports, args=(conn, outbox), daemon=True)
+    writer.start()
+    try:
+        _train(conn, outbox, variant, config, data, seed, device, state)
+    finally:
+        outbox.put(None)
+        writer.join(timeout=30)
+        conn.close()
+
+
+def _write_reports(conn: Any, outbox: queue_module.Queue) -> None:
+    """The worker's sender: a report of a few MB blocks on the pipe until the server reads it; training does not."""
+    while (report := outbox.get()) is not None:
+        try:
+            conn.send(report)
+        except (OSError, ValueError):
+            return
+
+
+def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dict[str, Any], data: Any, seed: int,
+           device: str, state: bytes) -> None:
+    from vaelab.variants import get_variant
+
+    sent = 0  # history rows already reported
+
+    def report(final: bool = False, failure: str | None = None) -> None:
+        nonlocal sent
+        base = min(sent, len(trainer.history))
+        rows = [dict(r) for r in trainer.history[base:]]
+        sent = len(trainer.history)
+        outbox.put({"base": base, "rows": rows, "state": _to_bytes(trainer.state_dict(include_history=False)),
+                    "final": final, "failure": failure})
+
+    try:
+        config = get_variant(variant).config_cls.from_dict(config_dict)
+        trainer = Trainer(variant, config, data, seed=seed, device=device)
+        full = _from_bytes(state)
+        sent = len(full["history"])
+        trainer.load_state_dict(full)
+    except Exception as error:  # noqa: BLE001 (every failure is the run's error, reported to the page)
+        outbox.put({"base": 0, "rows": [], "state": None, "final": True,
+                    "failure": f"The training process could not start: {type(error).__name__}: {error}"})
+        return
+    try:
+        while True:
+            while conn.poll(0):
+                command = conn.recv()[0]
+                if command == "report":
+                    report()
+                elif command == "pause":
+                    report(final=True)
+                    return
+            if trainer.done or trainer.error is not None:
+                report(final=True)
+                return
+            trainer.advance(max_seconds=CHUNK_SECONDS)
+    except (EOFError, OSError):  # the server went away
+        return
+    except MemoryError:
+        report(final=True, failure="The training process ran out of memory (its memory limit was reached).")
+    except RuntimeError as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        why = "ran out of memory" if "allocate memory" in str(error) else "failed"
+        report(final=True, failure=f"The training process {why}: {text}")
