@@ -67,7 +67,6 @@ def test_train_by_name_then_list(tmp_path, capsys, monkeypatch):
         (["train", "vae", "--dataset", "imagenet"], "imagenet"),
         (["train", "vae", "--dataset", "mnist-5k", "--set", "latent_dim"], "--set"),
         (["train", "vae", "--dataset", "mnist-5k", "--set", "colour=red"], "colour"),
-        (["train", "vae"], "--dataset"),
     ],
 )
 def test_bad_values_exit_2_naming_the_field(args, field):
@@ -94,3 +93,61 @@ def test_train_with_the_real_mnist_test_set(tmp_path, mnist_test_dir: Path, caps
     capsys.readouterr()
     assert main(["eval", str(ckpt)]) == 0
     assert "10000 images" in capsys.readouterr().out
+
+
+# -- the default dataset: the app's, with the app's fallback ---------------------------------------------------
+FALLBACK_LINE = "No network: using the embedded 5,000 MNIST digits (mnist-5k) instead of mnist"
+
+
+@pytest.fixture
+def offline_mnist(monkeypatch, tmp_path):
+    """No VAELAB_DATASET (so the default is mnist), an empty data folder, a download that fails as offline."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    from vaelab import data
+
+    def fail(self):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fail)
+    monkeypatch.delenv("VAELAB_DATASET", raising=False)
+    monkeypatch.setenv("VAELAB_DATA_DIR", str(tmp_path / "data"))
+    data._load_torchvision_split.cache_clear()
+    yield
+    data._load_torchvision_split.cache_clear()
+
+
+def test_train_without_dataset_falls_back_offline_and_says_so_in_one_line(offline_mnist, tmp_path, capsys):
+    ckpt = tmp_path / "ae.pt"
+    code = main(["train", "ae", "--epochs", "1", "--set", "hidden_sizes=16", "--out", str(ckpt), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and ckpt.exists()
+    assert [line for line in err.splitlines() if "No network" in line] == [f"{FALLBACK_LINE}; --dataset picks a "
+                                                                           "source"]
+    assert "training ae on mnist-5k (test: mnist-5k)" in err
+    from vaelab.checkpoints import read_metadata
+
+    assert read_metadata(ckpt)["dataset"]["train"] == "mnist-5k"
+
+
+def test_train_without_dataset_names_the_checkpoint_after_the_source_in_use(offline_mnist, capsys):
+    assert main(["train", "ae", "--epochs", "1", "--set", "hidden_sizes=16", "--quiet"]) == 0
+    from vaelab.checkpoints import checkpoint_dir
+
+    assert (checkpoint_dir() / "ae" / "ae-mnist-5k-s0.pt").exists()
+
+
+def test_an_explicit_dataset_that_cannot_load_fails_instead_of_falling_back(offline_mnist, tmp_path, capsys):
+    code = main(["train", "ae", "--dataset", "mnist", "--epochs", "1", "--out", str(tmp_path / "x.pt"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "could not download data source 'mnist'" in err and "No network" not in err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_without_dataset_uses_the_apps_default_from_the_environment(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VAELAB_DATASET", "digits")
+    code = main(["train", "ae", "--epochs", "1", "--set", "hidden_sizes=16", "--out", str(tmp_path / "d.pt"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "training ae on digits (test: digits)" in err and "No network" not in err

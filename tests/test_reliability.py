@@ -554,9 +554,10 @@ def test_a_failed_download_falls_back_to_mnist_5k_and_says_why(offline_mnist, mo
     monkeypatch.setenv("VAELAB_DATASET", "mnist")
     at = new_app().run()
     no_exception(at)
-    notices = [w.value for w in at.sidebar.warning]
-    assert len(notices) == 1 and "could not download data source 'mnist'" in notices[0]
-    assert "`mnist-5k`" in notices[0] and str(error).split("]")[-1].strip()[:10] in notices[0]
+    (notice,) = at.sidebar.expander  # one line, the error folded beneath it
+    assert notice.label == "No network: using the embedded 5,000 MNIST digits" and not at.sidebar.warning
+    detail = notice.code[0].value
+    assert "could not download data source 'mnist'" in detail and str(error).split("]")[-1].strip()[:10] in detail
     assert any("Train: mnist-5k (4,000 images)" in c.value for c in at.sidebar.caption)
     at.switch_page("pages/ae.py").run()
     no_exception(at)

@@ -98,15 +98,34 @@ def build_config(variant: str, preset: str | None, sets: list[str], epochs: int 
     return config_cls.from_preset(preset, **overrides)
 
 
+def load_requested_data(args):
+    """The data of --dataset / --test-dataset. Without --dataset: the app's default ($VAELAB_DATASET or mnist)
+    with the app's fallback (the embedded mnist-5k when it cannot be loaded, said in one line on stderr);
+    ``args.dataset`` is then set to the source in use. A --dataset given is loaded as it is, or fails."""
+    from vaelab.data import default_dataset, load_data, load_with_fallback
+
+    if args.dataset is not None:
+        return load_data(args.dataset, args.test_dataset)
+    requested = default_dataset()
+    data, fallback = load_with_fallback(requested, args.test_dataset)
+    args.dataset = requested
+    if fallback is not None:
+        args.dataset = fallback.used
+        if data.test.source == fallback.used:  # a torchvision test source fell back too
+            args.test_dataset = None
+        print(f"{fallback.summary} ({fallback.used}) instead of {' and '.join(fallback.requested)}; --dataset "
+              "picks a source", file=sys.stderr)
+    return data
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from vaelab import checkpoints
-    from vaelab.data import load_data
     from vaelab.training import Trainer
 
     config = build_config(args.variant, args.preset, args.set, args.epochs)
-    data = load_data(args.dataset, args.test_dataset)
+    data = load_requested_data(args)
     trainer = Trainer(args.variant, config, data, seed=args.seed, device=args.device)
     name = args.name or f"{args.variant}-{args.dataset.replace(':', '-').replace('/', '-')}-s{args.seed}"
     print(f"training {args.variant} on {data.spec['train']} (test: {data.spec['test']}): "
@@ -255,7 +274,6 @@ def cmd_pretrain(args) -> int:
     """Train every variant with its lesson preset (in parallel, on the workers) and save it as
     checkpoints/<variant>/classroom.pt."""
     from vaelab import checkpoints
-    from vaelab.data import load_data
     from vaelab.evaluate import DEFAULT_K, DEFAULT_N, check_settings
     from vaelab.workers import RunSpec
 
@@ -264,7 +282,7 @@ def cmd_pretrain(args) -> int:
     for key in keys:
         if key not in CLASSROOM_PRESETS:
             raise ConfigError("--only", f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
-    data = load_data(args.dataset, args.test_dataset)  # here: a bad source fails before any worker starts
+    data = load_requested_data(args)  # here: a bad source fails before any worker starts
     print(f"preparing the classroom set on {data.spec['train']} (test: {data.spec['test']}) into "
           f"{args.dir or checkpoints.checkpoint_dir()}", file=sys.stderr)
     specs = [RunSpec(key, build_config(key, CLASSROOM_PRESETS[key], [], args.epochs).to_dict(), args.dataset,
@@ -423,6 +441,10 @@ def _combinations(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
+DATASET_HELP = ("mnist, fashion-mnist, kmnist, mnist-5k, digits or idx:DIR (default: the app's, $VAELAB_DATASET or "
+                "mnist; when that cannot be loaded, e.g. offline, the embedded mnist-5k, said on stderr)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vaelab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -433,7 +455,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a variant and save a checkpoint")
     t.add_argument("variant", help="variant key (see `variants`)")
-    t.add_argument("--dataset", required=True, help="mnist, fashion-mnist, kmnist, mnist-5k, digits or idx:DIR")
+    t.add_argument("--dataset", help=DATASET_HELP)
     t.add_argument("--test-dataset", help="test split source if different (e.g. idx:../shared/datasets/mnist-test)")
     t.add_argument("--preset", help="named preset of the variant's config")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
@@ -456,7 +478,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     pt = sub.add_parser("pretrain", help="train the classroom set: every variant with its lesson preset")
-    pt.add_argument("--dataset", default="mnist", help="training source (default mnist; offline: mnist-5k)")
+    pt.add_argument("--dataset", help=DATASET_HELP)
     pt.add_argument("--test-dataset", help="test split source if different")
     pt.add_argument("--epochs", type=int, help="epochs for every model (default: each preset's)")
     pt.add_argument("--only", action="append", metavar="VARIANT", help="train only this variant (repeatable)")

@@ -28,6 +28,9 @@ TORCHVISION_SOURCES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnis
 SOURCES = (*TORCHVISION_SOURCES, "mnist-5k", "digits", "idx:DIR")
 BINARIZE_MODES = ("none", "static", "dynamic")
 DOWNLOAD_TIMEOUT_S = 10.0
+DEFAULT_DATASET = "mnist"  # the app's and the CLI's default source unless $VAELAB_DATASET names another
+FALLBACK_DATASET = "mnist-5k"  # what stands in for a torchvision source that cannot be loaded
+FALLBACK_TITLE = "the embedded 5,000 MNIST digits"
 _IDX_NAME = re.compile(r"^(train|t10k|test)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
 
 
@@ -37,6 +40,14 @@ class DataError(Exception):
 
 class UnknownSourceError(DataError):
     """The source name itself is not allowed (a usage error: the CLI exits with status 2)."""
+
+
+class SourceUnavailableError(DataError):
+    """A torchvision source is not on disk and may not or could not be downloaded: the cue for the fallback."""
+
+
+class DownloadError(SourceUnavailableError):
+    """A torchvision source is not on disk and could not be downloaded (no network, a dropped connection)."""
 
 
 @dataclass
@@ -65,6 +76,27 @@ class DataBundle:
         return {"train": self.train.source, "test": self.test.source}
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """Why the data in use is not the data asked for: ``used`` stands in for the ``requested`` sources."""
+
+    requested: tuple[str, ...]  # the torchvision sources that could not be loaded
+    used: str  # FALLBACK_DATASET
+    detail: str  # the loader's own message (the download error), for those who want it
+    offline: bool  # True when a download failed; False when a source on disk could not be read
+
+    @property
+    def summary(self) -> str:
+        """One line for the sidebar and the command line."""
+        why = "No network" if self.offline else f"{', '.join(self.requested)} could not be loaded"
+        return f"{why}: using {FALLBACK_TITLE}"
+
+
+def default_dataset() -> str:
+    """The source the app's selector and the CLI start from: ``$VAELAB_DATASET`` or ``mnist``."""
+    return os.environ.get("VAELAB_DATASET", "").strip() or DEFAULT_DATASET
+
+
 def data_dir() -> Path:
     """Where torchvision datasets live: ``$VAELAB_DATA_DIR`` or ``data``."""
     return Path(os.environ.get("VAELAB_DATA_DIR") or "data")
@@ -88,6 +120,18 @@ def load_data(
         )
     n_classes = int(max(train_split.labels.max(), test_split.labels.max())) + 1
     return DataBundle(train_split, test_split, train_shape, n_classes)
+
+
+def load_with_fallback(train: str, test: str | None = None) -> tuple[DataBundle, Fallback | None]:
+    """load_data, with ``mnist-5k`` standing in for a torchvision source that cannot be loaded (then the Fallback
+    says so); any other failure is raised. A test source that is not a torchvision one is kept."""
+    try:
+        return load_data(train, test), None
+    except SourceUnavailableError as error:
+        failed = tuple(s for s in dict.fromkeys((train, test)) if s in TORCHVISION_SOURCES)
+        kept_test = test if test is not None and test not in TORCHVISION_SOURCES else None
+        fallback = Fallback(failed, FALLBACK_DATASET, str(error), offline=isinstance(error, DownloadError))
+        return load_data(FALLBACK_DATASET, kept_test), fallback
 
 
 def binarize(images: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
@@ -165,12 +209,12 @@ def _load_torchvision_split(source: str, split: str, root: str, download: bool):
     except Exception as e:  # torchvision's download/parse: network errors, truncated gzip (EOFError), IncompleteRead
 
         if not download:
-            raise DataError(
+            raise SourceUnavailableError(
                 f"data source {source!r} is not in {root} and download=False; "
                 f"allow the download or use 'mnist-5k' (real MNIST digits that need no download)"
             ) from e
         first_lines = " ".join(str(e).strip().splitlines()[:3])
-        raise DataError(
+        raise DownloadError(
             f"could not download data source {source!r} into {root} (offline?): {first_lines}. "
             f"Use 'mnist-5k' (real MNIST digits that need no download) or put the IDX files in "
             f"{Path(root) / cls.__name__ / 'raw'}."

@@ -1,19 +1,19 @@
 """The sidebar every page shares: dataset, device, seed. Pages read the result with :func:`current_settings`.
 
 Datasets load once per process through ``st.cache_resource`` (keyed by the source names). When a torchvision
-source cannot be loaded (no network, no local copy), the embedded ``mnist-5k`` stands in and the sidebar says so.
+source cannot be loaded (no network, no local copy), the embedded ``mnist-5k`` stands in: the selector then shows
+``mnist-5k`` (the source in use) and one line under it says why, the loader's error folded away beneath.
 ``$VAELAB_DATASET`` sets the default dataset (tests and CI use ``mnist-5k``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
-from vaelab.data import TORCHVISION_SOURCES, DataBundle, DataError, load_data
+from vaelab.data import TORCHVISION_SOURCES, DataBundle, DataError, Fallback, default_dataset, load_with_fallback
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "mnist-5k", "digits")
 DATASET_LABELS = {
@@ -23,30 +23,37 @@ DATASET_LABELS = {
     "mnist-5k": "MNIST 5k (embedded, offline)",
     "digits": "scikit-learn digits (8x8)",
 }
-FALLBACK_DATASET = "mnist-5k"
 MAX_SEED = 2**31 - 1
 _SETTINGS_KEY = "vaelab.settings"
+_DATASET_KEY = "vaelab.dataset"  # the selector's widget key
+_FALLBACK_KEY = "vaelab.choice.fallback"  # the Fallback that put the selector on mnist-5k, while it stays there
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What the sidebar chose this run. ``data`` may come from the fallback dataset (then ``notice`` says why)."""
+    """What the sidebar chose this run. ``dataset`` is the source in use (``mnist-5k`` after a fallback, which
+    ``fallback`` then describes)."""
 
     data: DataBundle
-    dataset: str  # the source the user picked (may differ from data.train.source after a fallback)
+    dataset: str
     device: str
     seed: int
-    notice: str | None = None
+    fallback: Fallback | None = None
+
+    @property
+    def notice(self) -> str | None:
+        return None if self.fallback is None else self.fallback.summary
 
 
 @dataclass(frozen=True)
 class LoadedData:
     data: DataBundle
-    notice: str | None  # set when a fallback replaced the requested source
+    fallback: Fallback | None  # set when mnist-5k replaced the requested source
 
-
-def default_dataset() -> str:
-    return os.environ.get("VAELAB_DATASET", "").strip() or "mnist"
+    @property
+    def notice(self) -> str | None:
+        """The fallback's line and the loader's error, for a message that has room for both."""
+        return None if self.fallback is None else f"{self.fallback.summary}. {self.fallback.detail}"
 
 
 def available_devices() -> list[str]:
@@ -59,24 +66,10 @@ def available_devices() -> list[str]:
     return devices
 
 
-def load_with_fallback(train: str, test: str | None = None) -> LoadedData:
-    """load_data, with ``mnist-5k`` standing in for a torchvision source that cannot be loaded."""
-    try:
-        return LoadedData(load_data(train, test), None)
-    except DataError as error:
-        failed = [s for s in (train, test) if s in TORCHVISION_SOURCES]
-        if not failed:
-            raise
-        notice = (f"**{', '.join(failed)}** could not be loaded, so the embedded `{FALLBACK_DATASET}` "
-                  f"(5,000 real MNIST digits) is used instead.\n\n{error}")
-        other_test = test if test is not None and test not in TORCHVISION_SOURCES else None
-        return LoadedData(load_data(FALLBACK_DATASET, other_test), notice)
-
-
 @st.cache_resource(show_spinner="Loading the dataset…")
 def cached_data(train: str, test: str | None = None) -> LoadedData:
     """One load per process and pair of source names (DataError is not cached: a fixed source can be retried)."""
-    return load_with_fallback(train, test)
+    return LoadedData(*load_with_fallback(train, test))
 
 
 def _remembered(name: str, default):
@@ -92,15 +85,44 @@ def _remember(name: str, value):
     return value
 
 
-def _dataset_select() -> str:
+def _dataset_select() -> tuple[str, Fallback | None]:
+    """The dataset selector, showing the source in use: a torchvision source that cannot be loaded is replaced
+    by mnist-5k before the widget is drawn (the returned Fallback says why)."""
     default = default_dataset()
     options = list(DATASETS) if default in DATASETS else [default, *DATASETS]
-    chosen = _remembered("dataset", default)
-    value = st.selectbox("Dataset", options, index=options.index(chosen) if chosen in options else 0,
-                         key="vaelab.dataset", format_func=lambda s: DATASET_LABELS.get(s, s),
+    requested = st.session_state.get(_DATASET_KEY, _remembered("dataset", default))
+    fallback = st.session_state.get(_FALLBACK_KEY)
+    if not (isinstance(fallback, Fallback) and requested == fallback.used):
+        fallback = _fallback_for(requested)
+    index = options.index(requested) if requested in options else 0
+    if fallback is not None:
+        st.session_state[_DATASET_KEY] = fallback.used  # allowed: the widget is not drawn yet in this run
+        index = 0  # a value set through Session State wins; a non-zero default beside it would warn
+    st.session_state[_FALLBACK_KEY] = fallback
+    value = st.selectbox("Dataset", options, index=index, key=_DATASET_KEY,
+                         format_func=lambda s: DATASET_LABELS.get(s, s),
                          help="Training images. Downloads go to $VAELAB_DATA_DIR (default ./data); "
                               "without network the embedded MNIST 5k is used.")
-    return _remember("dataset", value)
+    return _remember("dataset", value), fallback
+
+
+def _fallback_for(source: str) -> Fallback | None:
+    """Why a torchvision source cannot be used here (None when it loads, or is not a torchvision source)."""
+    if source not in TORCHVISION_SOURCES:
+        return None
+    try:
+        return cached_data(source).fallback
+    except DataError:  # not a fallback case: the load below reports it
+        return None
+
+
+def _show_fallback(fallback: Fallback) -> None:
+    """One line; the loader's error folded away beneath it."""
+    with st.expander(fallback.summary, icon=":material/cloud_off:", type="compact"):
+        st.caption(f"{', '.join(fallback.requested)} could not be loaded here, so `{fallback.used}` stands in "
+                   "(4,000 training and 1,000 test digits, shipped with vaelab). To use the full set, connect "
+                   "and choose it again, or put its IDX files under $VAELAB_DATA_DIR (default ./data).")
+        st.code(fallback.detail, language=None, wrap_lines=True)
 
 
 def _load_chosen(train: str, test: str | None) -> LoadedData:
@@ -127,7 +149,8 @@ def render_sidebar() -> Settings:
     clean_checkpoint_folder_once()
     with st.sidebar:
         st.header("Lab settings")
-        dataset = _dataset_select()
+        dataset, fallback = _dataset_select()
+        notice_slot = st.container()
         test_text = st.text_input("Test source (optional)", key="vaelab.test_source", placeholder="e.g. idx:DIR",
                                   help="A different test set, e.g. `idx:../shared/datasets/mnist-test` "
                                        "(a folder of MNIST IDX files). Empty: the dataset's own test split.")
@@ -140,13 +163,15 @@ def render_sidebar() -> Settings:
             "Seed", min_value=0, max_value=MAX_SEED, value=int(_remembered("seed", 0)), step=1, key="vaelab.seed",
             help="Seeds weight initialisation, batch order and the model's noise."))
         loaded = _load_chosen(dataset, test_text.strip() or None)
-        if loaded.notice:
-            st.warning(loaded.notice, icon=":material/cloud_off:")
+        fallback = fallback or loaded.fallback  # a torchvision test source may have fallen back too
+        if fallback is not None:
+            with notice_slot:
+                _show_fallback(fallback)
         data = loaded.data
         h, w = data.image_shape
         st.caption(f"Train: {data.train.source} ({len(data.train):,} images) · "
                    f"test: {data.test.source} ({len(data.test):,}) · {h}x{w}, {data.n_classes} classes")
-    settings = Settings(data=data, dataset=dataset, device=device, seed=int(seed), notice=loaded.notice)
+    settings = Settings(data=data, dataset=dataset, device=device, seed=int(seed), fallback=fallback)
     st.session_state[_SETTINGS_KEY] = settings
     return settings
 
