@@ -345,9 +345,9 @@ def cmd_lessons(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from vaelab.checkpoints import list_checkpoints
+    from vaelab.checkpoint_listing import list_saved  # torch only when a checkpoint is new or changed
 
-    infos = list_checkpoints(args.dir)
+    infos = list_saved(args.dir)
     if not infos:
         print("no checkpoints found")
         return 0
@@ -524,16 +524,33 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_status(error: Exception) -> int | None:
+    """2 for bad input (the message names the field), 1 for a data or checkpoint failure, None for anything else.
+
+    The data and checkpoint modules import torch, so they are looked up only if the command imported them: an
+    error of a module that was never imported cannot have been raised."""
+    usage, failures = [ConfigError, UsageError], []
+    if (data := sys.modules.get("vaelab.data")) is not None:
+        usage.append(data.UnknownSourceError)
+        failures.append(data.DataError)
+    if (checkpoints := sys.modules.get("vaelab.checkpoints")) is not None:
+        failures.append(checkpoints.CheckpointError)
+    if isinstance(error, tuple(usage)):
+        return 2
+    return 1 if isinstance(error, tuple(failures)) else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Each command imports what it needs: ``variants``, ``list`` and ``--help`` run without torch."""
     parser = make_parser()
     args = parser.parse_args(argv)
-    from vaelab.checkpoints import CheckpointError
-    from vaelab.data import DataError, UnknownSourceError
-
     try:
         return args.func(args)
-    except (ConfigError, UsageError, UnknownSourceError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    except (DataError, CheckpointError) as exc:
+    except Exception as exc:
+        status = _exit_status(exc)
+        if status is None:
+            raise
+        if status == 2:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
         print(f"error: {exc}", file=sys.stderr)
         return 1
