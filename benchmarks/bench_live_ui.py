@@ -19,7 +19,9 @@ machine; with torch's default threads and with one thread), and the cores the se
 training (CPU time from /proc / wall time).
 ``--env NAME=VALUE[,NAME=VALUE]`` (repeatable) runs one server per setting, interleaved round by round, e.g. to
 compare thread settings (app.py only sets OMP_NUM_THREADS / OMP_WAIT_POLICY where the environment has none);
-``--sessions 2`` trains in two browser sessions of one server at once.
+``--sessions 1,2`` trains in one, then two browser sessions of one server at once and prints the combined
+throughput of two against one. The app trains in a worker process per session (``vaelab/live_worker.py``) with
+its share of the cores (one torch thread each on 2 cores): the fair plain-process reference is the 1-thread one.
 
     .venv/bin/python benchmarks/bench_live_ui.py [--pages sparse,vae] [--runs 3] [--seconds 12] [--rounds 1]
         [--env default --env OMP_NUM_THREADS=2 --env OMP_NUM_THREADS=2,OMP_WAIT_POLICY=ACTIVE] [--sessions 1]
@@ -46,7 +48,9 @@ from appserver import ROOT, launch_browser, load_average, open_page, set_epochs,
 # page key -> (sidebar title, the config overrides the page's training_panel passes as defaults / fixed)
 PAGES = {
     "sparse": ("Sparse autoencoder", {}),
+    "ksparse": ("k-sparse autoencoder", {}),
     "vae": ("Variational autoencoder", {"beta": 1.0}),
+    "cvae": ("Conditional VAE", {}),
     "ae": ("Autoencoder", {}),
 }
 EPOCHS = 500  # typed into the form: the run outlasts the measurement
@@ -82,8 +86,8 @@ def cli_worker(page: str, seconds: float) -> None:
     (inside steps) and the wall-clock rate (steps done x batch / seconds: the test pass at each epoch end counts)."""
     sys.path.insert(0, str(ROOT))
     from vaelab.data import load_data
+    from vaelab.live_worker import CHUNK_SECONDS  # the worker's chunks: the plain process trains in the same
     from vaelab.training import Trainer
-    from vaelab.ui.live_view import CHUNK_SECONDS  # the panel's chunks: the plain process trains in the same
     from vaelab.variants import get_variant
 
     overrides = PAGES[page][1]
@@ -125,6 +129,7 @@ def start(page) -> None:
 
 def reset(page) -> None:
     page.get_by_role("button", name="Stop / Reset").click()
+    page.get_by_role("button", name="Discard the run").click(timeout=WAIT_MS)  # an unsaved run: it asks first
     no_loss_chart(page)
     page.wait_for_timeout(500)
 
@@ -238,7 +243,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds over the --env settings (interleaved)")
     parser.add_argument("--env", action="append", default=None,
                         help="server environment NAME=VALUE[,NAME=VALUE] (repeat for one server per setting)")
-    parser.add_argument("--sessions", type=int, default=1, help="browser sessions training at once")
+    parser.add_argument("--sessions", default="1", help="browser sessions training at once; a list (1,2) runs each "
+                        "and prints the combined throughput of n sessions against one")
     parser.add_argument("--cli-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cli_worker:
@@ -254,6 +260,8 @@ def main() -> None:
     cli: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
     cli_one: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
     app: dict[tuple[str, str], list[dict]] = {}
+    combined: dict[tuple[str, str, int], list[float]] = {}  # (page, setting, sessions) -> summed wall rate per run
+    sessions = [int(n) for n in str(args.sessions).split(",")]
     loads: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaelab-live-") as tmp, sync_playwright() as p:
         browser = launch_browser(p)
@@ -262,11 +270,15 @@ def main() -> None:
                 cli[key].append(run_cli(key, args.seconds))
                 cli_one[key].append(run_cli(key, args.seconds, threads=1))
             for setting in settings:
-                result = bench_server(browser, Path(tmp), parse_env(setting), page_keys, args.runs, args.seconds,
-                                      args.sessions)
-                for key, r in result.items():
-                    app.setdefault((key, setting), []).extend(r["rows"])
-                    loads.setdefault((key, setting), []).extend(r["load"])
+                for n in sessions:
+                    result = bench_server(browser, Path(tmp), parse_env(setting), page_keys, args.runs, args.seconds,
+                                          n)
+                    for key, r in result.items():
+                        label = setting if n == 1 else f"{setting}, {n} sessions"
+                        app.setdefault((key, label), []).extend(r["rows"])
+                        loads.setdefault((key, label), []).extend(r["load"])
+                        combined.setdefault((key, setting, n), []).extend(
+                            sum(row["wall_rate"] for row in r["rows"][i:i + n]) for i in range(0, len(r["rows"]), n))
             for key in page_keys:
                 cli[key].append(run_cli(key, args.seconds))
                 cli_one[key].append(run_cli(key, args.seconds, threads=1))
@@ -275,6 +287,12 @@ def main() -> None:
     for (key, setting), rows in app.items():
         loads_here = loads[(key, setting)]
         summarize(key, f"[{setting}]", rows, cli[key], cli_one[key], (min(loads_here), max(loads_here)))
+    for (key, setting, n), totals in combined.items():
+        one = combined.get((key, setting, 1))
+        if n > 1 and one:
+            print(f"{key:7s} [{setting}] {n} sessions at once: combined {statistics.median(totals):,.0f} samples/s "
+                  f"= {statistics.median(totals) / statistics.median(one):.2f}x one session's "
+                  f"{statistics.median(one):,.0f} (goal >= 1.6x; {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

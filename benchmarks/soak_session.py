@@ -1,4 +1,5 @@
-"""Soak: one live training session in a real browser for N minutes; prints the server's memory over time.
+"""Soak: one live training session in a real browser for N minutes; prints the server's memory over time, its idle
+figure before and its figure after Stop / Reset.
 
 Starts ``streamlit run app.py`` on a free localhost port (offline dataset ``mnist-5k``, checkpoints in a temp
 folder), opens the root URL in headless Chromium (Playwright), goes to a page, sets a long run, presses Start and
@@ -48,6 +49,8 @@ def main() -> int:
     parser.add_argument("--page", default="Autoencoder", help="the sidebar link to open (default Autoencoder)")
     parser.add_argument("--epochs", type=int, default=10000, help="epochs typed into the form (a run that lasts)")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the reference RSS sample")
+    parser.add_argument("--after-stop", type=float, default=15.0, help="seconds after Stop / Reset before the last "
+                        "RSS sample")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -59,7 +62,10 @@ def main() -> int:
             with sync_playwright() as p:
                 browser = launch_browser(p)
                 page = browser.new_page(viewport={"width": 1400, "height": 2000})
-                print(f"server pid {pid}, RSS before the page: {rss_mb(pid):.0f} MB", flush=True)
+                page.goto(f"{server.url}/")
+                page.wait_for_timeout(5000)
+                idle = rss_mb(pid)
+                print(f"server pid {pid}, RSS idle (Home open): {idle:.0f} MB", flush=True)
                 open_page_and_start(page, server.url, args.page, args.epochs)
                 started = time.monotonic()
                 print(f"{'minutes':>8} {'RSS MB':>8} {'step':>9} {'exceptions':>10}", flush=True)
@@ -73,10 +79,18 @@ def main() -> int:
                         break
                     page.wait_for_timeout(int(min(args.every, args.minutes * 60 - elapsed + 0.5) * 1000))
                 page.screenshot(path=str(Path(tempfile.gettempdir()) / "vaelab-soak.png"), full_page=True)
+                page.get_by_role("button", name="Stop / Reset").click()
+                page.get_by_role("button", name="Discard the run").click(timeout=WAIT_MS)  # unsaved: it asks
+                page.wait_for_timeout(int(args.after_stop * 1000))
+                stopped = rss_mb(pid)
                 browser.close()
         finally:
             server.stop()
-    return report(rows, args.warmup)
+    code = report(rows, args.warmup)
+    print(f"idle {idle:.0f} MB; {args.after_stop:g} s after Stop / Reset: {stopped:.0f} MB ({stopped - idle:+.0f} MB "
+          f"against idle; goal within 100 MB); growth over the session {rows[-1][1] - idle:+.0f} MB against idle "
+          f"(goal < 200 MB)")
+    return code
 
 
 def report(rows: list[tuple[float, float, int | None, int]], warmup: float) -> int:

@@ -165,13 +165,38 @@ def test_sparse_page_trains_live_in_headless_chromium(app_server):
     _in_browser(app_server, "sparse", check)
 
 
-def test_vae_page_trains_and_draws_its_latent_map_in_headless_chromium(app_server):
+BROKEN_IMAGES = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] img')).filter(
+    img => img.complete && img.naturalWidth === 0).length"""
+
+
+def _prior_samples_step(page) -> int | None:
+    """The step in the caption of the VAE page's prior samples ("... prior ... step N"), None before it is drawn."""
+    captions = page.get_by_text(re.compile(r"prior.*step [\d,]+", re.IGNORECASE | re.DOTALL))
+    for i in range(captions.count()):
+        m = re.search(r"step ([\d,]+)(?!\s*/)", captions.nth(i).inner_text())
+        if m:
+            return int(m.group(1).replace(",", ""))
+    return None
+
+
+def test_vae_page_trains_in_a_worker_and_every_picture_follows_in_headless_chromium(app_server):
     def check(page):
-        _open_from_root_and_start(page, app_server.url, "Variational autoencoder")
+        _open_from_root_and_start(page, app_server.url, "Variational autoencoder", epochs=500)  # outlasts the test
         _loss_chart_drawn(page)
         latent_map = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Posterior means")
         latent_map.locator("path.point").first.wait_for(state="visible", timeout=WAIT_MS)
         assert latent_map.locator("path.point").count() >= 500  # the test codes, coloured by digit
+        # the prior samples sit far below the panel: they redraw from the worker's newest weights while it trains
+        page.wait_for_function("() => document.body.innerText.match(/prior[\\s\\S]*step [\\d,]+/i)",
+                               timeout=WAIT_MS)
+        first = _prior_samples_step(page)
+        broken = []
+        for _ in range(8):
+            page.wait_for_timeout(500)
+            broken.append(page.evaluate(BROKEN_IMAGES))
+        assert _prior_samples_step(page) > first
+        assert broken == [0] * len(broken)  # no broken-image icon while the pictures redraw
+        assert page.get_by_role("button", name="Pause").is_enabled()
 
     _in_browser(app_server, "vae", check)
 

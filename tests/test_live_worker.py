@@ -175,3 +175,18 @@ def test_the_page_trains_in_a_worker_and_pause_resume_stop_work(monkeypatch):
     stop_reset(at, "ae")
     assert session_of(at, "ae").status == state.IDLE and not session_of(at, "ae").has_model
     no_exception(at)
+
+
+def test_a_worker_over_its_memory_limit_fails_alone_with_the_reason(data):
+    from vaelab.live_worker import LiveWorker
+
+    big = _config("vae", hidden_sizes=(2048, 2048))  # 6M weights: Adam's state alone needs ~50 MB more
+    mirror = Trainer("vae", big, data, seed=0)
+    worker = LiveWorker(mirror, memory_limit_mb=60)  # 60 MB above what the worker maps after its imports
+    deadline = time.monotonic() + WAIT_S
+    while worker.alive:
+        assert time.monotonic() < deadline
+        worker.poll()
+        time.sleep(0.1)
+    assert worker.error is not None and "memory" in worker.error, worker.error
+    assert mirror.step == 0 and mirror.error is None  # the mirror keeps the state it had: nothing half-applied

@@ -130,7 +130,13 @@ class LiveWorker:
     # -- state --------------------------------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return not self._finished and self.error is None and self._process.is_alive()
+        """Training (or about to): False once it sent its last report, failed or died (then ``error`` says why)."""
+        if self._finished or self.error is not None:
+            return False
+        if not self._process.is_alive():
+            self._check_death()  # read what it sent before it went; record its end
+            return False
+        return True
 
     @property
     def pid(self) -> int | None:
@@ -279,10 +285,10 @@ def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, see
     for key in [k for k in os.environ if k.startswith("VAELAB_")]:  # the caller's settings of now
         del os.environ[key]
     os.environ.update(environment)
-    _init_worker(threads, limit_mb)
     outbox: queue_module.Queue = queue_module.Queue()
     writer = threading.Thread(target=_write_reports, args=(conn, outbox), daemon=True)
-    writer.start()
+    writer.start()  # before the memory limit: a thread's stack counts against it
+    _init_worker(threads, limit_mb)
     try:
         _train(conn, outbox, variant, config, data, seed, device, state)
     finally:
@@ -296,7 +302,12 @@ def _write_reports(conn: Any, outbox: queue_module.Queue) -> None:
     while (report := outbox.get()) is not None:
         try:
             conn.send(report)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # the server went away
+            return
+        except Exception as error:  # noqa: BLE001 (no memory to pickle it: say so in a few bytes)
+            with contextlib.suppress(Exception):
+                conn.send({"base": 0, "rows": [], "state": None, "final": True,
+                           "failure": failure_text(error)})
             return
 
 
@@ -314,17 +325,15 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
         outbox.put({"base": base, "rows": rows, "state": _to_bytes(trainer.state_dict(include_history=False)),
                     "final": final, "failure": failure})
 
+    trainer: Trainer | None = None
+    ready = False  # the trainer holds the run's state
     try:
         config = get_variant(variant).config_cls.from_dict(config_dict)
         trainer = Trainer(variant, config, data, seed=seed, device=device)
         full = _from_bytes(state)
         sent = len(full["history"])
         trainer.load_state_dict(full)
-    except Exception as error:  # noqa: BLE001 (every failure is the run's error, reported to the page)
-        outbox.put({"base": 0, "rows": [], "state": None, "final": True,
-                    "failure": f"The training process could not start: {type(error).__name__}: {error}"})
-        return
-    try:
+        ready = True
         while True:
             while conn.poll(0):
                 command = conn.recv()[0]
@@ -339,9 +348,20 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
             trainer.advance(max_seconds=CHUNK_SECONDS)
     except (EOFError, OSError):  # the server went away
         return
-    except MemoryError:
-        report(final=True, failure="The training process ran out of memory (its memory limit was reached).")
-    except RuntimeError as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        why = "ran out of memory" if "allocate memory" in str(error) else "failed"
-        report(final=True, failure=f"The training process {why}: {text}")
+    except Exception as error:  # noqa: BLE001 (every failure is the run's error, reported to the page)
+        failure = failure_text(error, started=ready)
+        try:
+            if not ready:
+                raise RuntimeError("no state to report")
+            report(final=True, failure=failure)  # the weights of the last finished step
+        except Exception:  # noqa: BLE001 (no memory left even for the report: the failure alone)
+            outbox.put({"base": 0, "rows": [], "state": None, "final": True, "failure": failure})
+
+
+def failure_text(error: BaseException, started: bool = True) -> str:
+    """A worker's failure in one line: out of memory (the memory limit), or the error's first line."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, MemoryError) or "allocate memory" in str(error) or "out of memory" in str(error).lower():
+        return ("The training process ran out of memory (its limit is the memory budget, VAELAB_MEMORY_BUDGET_MB, "
+                f"plus {MEMORY_HEADROOM_MB} MB): {text}")
+    return f"The training process {'failed' if started else 'could not start'}: {type(error).__name__}: {text}"

@@ -1,0 +1,183 @@
+"""Live probe: what a viewer sees while a page trains, sampled in a real headless Chromium.
+
+Starts ``streamlit run app.py`` (``VAELAB_DATASET=mnist-5k``, training in worker processes as in the app), opens the
+ROOT url, goes to each page, types a long run into Epochs, presses Start and then samples the page every
+``--every`` seconds for ``--seconds`` seconds:
+
+- broken images: an <img> that finished loading with no picture (``complete && naturalWidth == 0``);
+- empty charts: a Plotly chart element with no drawn plot (no ``svg.main-svg``, or no trace in it);
+- redraw gaps: the times between changes of the progress line (an in-page poller every 20 ms); p90 reported;
+- caption lag: the pictures captioned "step N" (prior samples, reconstructions, filters, ...) against the
+  progress line: at a sample time t showing step N, the lag is t minus the time the progress line first showed a
+  step >= N (how old the picture is); the maximum and p90 over all samples and pictures are reported.
+
+Each page runs once quiet and once with a second process keeping one core busy (``--load``: a Python busy loop
+that ends with the probe). Goals (issue 12): 0 broken, 0 empty, p90 gap <= 1.5 s, lag <= 2 s in both conditions.
+
+    .venv/bin/python benchmarks/probe_live_ui.py [--pages sparse,ksparse,vae,cvae] [--seconds 60] [--every 0.25]
+        [--conditions quiet,load]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from appserver import launch_browser, load_average, open_page, set_epochs, start_server  # noqa: E402
+
+PAGES = {"sparse": "Sparse autoencoder", "ksparse": "k-sparse autoencoder", "vae": "Variational autoencoder",
+         "cvae": "Conditional VAE", "ae": "Autoencoder", "ae-gmm": "Autoencoder + Gaussian mixture",
+         "binary-vae": "Binary-latent VAE", "denoising": "Denoising autoencoder",
+         "contractive": "Contractive autoencoder"}
+EPOCHS = 2000
+WAIT_MS = 60_000
+GOAL_GAP_S, GOAL_LAG_S = 1.5, 2.0
+STEP_IN_CAPTION = re.compile(r"step ([\d,]+)(?!\s*/)")  # "step 1,234" but not the progress line's "step 1,234/5,000"
+
+POLLER = """() => {
+  const w = window; w.__probe = {texts: []};
+  let last = null;
+  setInterval(() => {
+    const bar = document.querySelector('[data-testid="stProgress"]');
+    const text = bar ? bar.innerText : null;
+    if (text !== last) { w.__probe.texts.push([performance.now(), text]); last = text; }
+  }, 20);
+}"""
+
+SAMPLE = """() => {
+  const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'));
+  const broken = imgs.filter(i => i.complete && i.naturalWidth === 0).length;
+  const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
+  const empty = charts.filter(c => !c.querySelector('svg.main-svg') || !c.querySelector('.trace, .imagelayer image'))
+    .length;
+  const captions = [];
+  for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], '
+      + 'figcaption, .gtitle, [data-testid="stMarkdownContainer"] p')) {
+    const text = el.textContent || '';
+    if (text.includes('step ') && !text.includes('samples/s')) captions.push(text.slice(0, 160));
+  }
+  return {t: performance.now(), broken, empty, images: imgs.length, charts: charts.length, captions};
+}"""
+
+
+def busy_core(seconds: float) -> subprocess.Popen:
+    """A second process keeping one core busy for at most ``seconds``."""
+    return subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\n"
+                             "while time.time() < end: pass"])
+
+
+def step_of(text: str | None) -> int | None:
+    m = re.search(r"step ([\d,]+)/", text or "")
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def reset(page) -> None:
+    page.get_by_role("button", name="Stop / Reset").click()
+    discard = page.get_by_role("button", name="Discard the run")
+    try:
+        discard.wait_for(timeout=5000)
+        discard.click()
+    except Exception:  # noqa: BLE001 (a saved or finished run is not asked about)
+        pass
+    page.wait_for_timeout(1000)
+
+
+def probe(page, seconds: float, every: float) -> dict:
+    page.evaluate("(" + POLLER + ")()")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(
+        c => c.querySelector('path.js-line'))""", timeout=WAIT_MS)
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        samples.append(page.evaluate(SAMPLE))
+        page.wait_for_timeout(int(every * 1000))
+    texts = page.evaluate("() => window.__probe.texts")
+    page.screenshot(path=str(Path(tempfile.gettempdir()) / f"vaelab-probe-{int(time.time())}.png"))
+    reset(page)
+    return {"samples": samples, "texts": texts}
+
+
+def p90(values: list[float]) -> float:
+    return values[int(0.9 * (len(values) - 1))] if values else float("nan")
+
+
+def summarize(result: dict) -> dict:
+    samples, texts = result["samples"], result["texts"]
+    progress = [(t, step_of(x)) for t, x in texts if step_of(x) is not None]
+    changes = [t for t, _ in progress]
+    gaps = sorted((b - a) / 1000 for a, b in zip(changes, changes[1:], strict=False))
+    lags = []
+    for s in samples:
+        for caption in s["captions"]:
+            for m in STEP_IN_CAPTION.finditer(caption):
+                n = int(m.group(1).replace(",", ""))
+                reached = next((t for t, step in progress if step >= n), None)
+                if reached is not None and reached <= s["t"]:
+                    lags.append((s["t"] - reached) / 1000)
+    lags.sort()
+    return {"samples": len(samples), "broken": sum(s["broken"] > 0 for s in samples),
+            "empty": sum(s["empty"] > 0 for s in samples), "gap_p90": p90(gaps),
+            "gap_max": gaps[-1] if gaps else float("nan"), "lag_p90": p90(lags),
+            "lag_max": lags[-1] if lags else float("nan"), "lags": len(lags),
+            "steps": (progress[0][1], progress[-1][1]) if progress else (None, None),
+            "images": max((s["images"] for s in samples), default=0),
+            "charts": max((s["charts"] for s in samples), default=0)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", default="sparse,ksparse,vae,cvae", help=f"comma-separated, of {', '.join(PAGES)}")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of training sampled per page")
+    parser.add_argument("--every", type=float, default=0.25, help="seconds between samples")
+    parser.add_argument("--conditions", default="quiet,load", help="quiet, load (a second process busy on a core)")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"{os.cpu_count()} CPUs; load {load_average():.2f}", flush=True)
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="vaelab-probe-") as tmp, sync_playwright() as p:
+        server = start_server(Path(tmp), {"VAELAB_LIVE_BACKEND": "worker"})
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            for key in args.pages.split(","):
+                open_page(page, server.url, PAGES[key])
+                page.wait_for_timeout(1000)
+                set_epochs(page, EPOCHS)
+                for condition in args.conditions.split(","):
+                    hog = busy_core(args.seconds + 30) if condition == "load" else None
+                    load = load_average()
+                    try:
+                        s = summarize(probe(page, args.seconds, args.every))
+                    finally:
+                        if hog is not None:
+                            hog.kill()
+                    met = (s["broken"] == 0 and s["empty"] == 0 and s["gap_p90"] <= GOAL_GAP_S
+                           and s["lag_max"] <= GOAL_LAG_S)
+                    ok &= met
+                    print(f"{key:8s} {condition:5s}: {s['samples']} samples, broken-image samples {s['broken']}, "
+                          f"empty-chart samples {s['empty']}, redraw gap p90 {s['gap_p90']:.2f} s (max "
+                          f"{s['gap_max']:.2f}), caption lag p90 {s['lag_p90']:.2f} s max {s['lag_max']:.2f} s "
+                          f"({s['lags']} captions), steps {s['steps'][0]} -> {s['steps'][1]}, up to {s['images']} "
+                          f"images / {s['charts']} charts on screen; load {load:.2f} -> {load_average():.2f}; "
+                          f"{'MET' if met else 'MISSED'}", flush=True)
+        finally:
+            browser.close()
+            server.stop()
+    print(f"\ngoals (0 broken, 0 empty, p90 gap <= {GOAL_GAP_S:g} s, lag <= {GOAL_LAG_S:g} s): "
+          f"{'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
