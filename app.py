@@ -15,7 +15,16 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
-from vaelab.ui.pages import draw_navigation, is_home, navigation_pages
+from vaelab.ui import presenter
+from vaelab.ui.links import (
+    apply_link,
+    current_link,
+    link_button,
+    load_linked_checkpoint,
+    show_link_errors,
+    sync_address_bar,
+)
+from vaelab.ui.pages import PageSpec, draw_navigation, is_home, navigation_pages, spec_of
 from vaelab.ui.restart import restart_notice
 
 
@@ -25,14 +34,36 @@ def render_sidebar() -> None:
     render_sidebar()
 
 
+def view_bar(spec: PageSpec) -> None:
+    """Top right of every page: "Copy link" (variant pages), the presenter view and the high-contrast theme. The
+    address bar shows the page's link as it is at the start of this run."""
+    sync_address_bar(current_link(spec.variant))
+    with st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center",
+                      key=presenter.BAR_KEY):
+        if spec.variant is not None:
+            link_button(spec.variant, spec.url_path)
+        presenter.view_toggles()
+
+
 st.set_page_config(page_title="vaelab: autoencoders and VAEs", page_icon=":material/science:", layout="wide")
 sections = navigation_pages()
 page = st.navigation(sections, position="hidden")  # the menu is ours: see draw_navigation
+spec = spec_of(page)
+apply_link(spec.variant)  # a session's first run: a link's settings go in before anything is drawn
+presenter.inject_styles()
 draw_navigation(sections)
 restart_notice()
+view_bar(spec)
+link_errors = st.container()  # filled once a linked checkpoint has been tried
 if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
+    with link_errors:
+        show_link_errors()
     page.run()
     render_sidebar()
 else:  # a variant page reads the sidebar's settings of this run
     render_sidebar()
+    if spec.variant is not None:
+        load_linked_checkpoint(spec.variant)
+    with link_errors:
+        show_link_errors()
     page.run()

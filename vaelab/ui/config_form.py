@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,11 @@ def widget_key(key_prefix: str, field_name: str) -> str:
     return f"{key_prefix}.{field_name}"
 
 
+def form_container_key(key_prefix: str) -> str:
+    """The key of the container around a form's widgets (its element's CSS class is ``st-key-<key>``)."""
+    return "vaelab-form-" + re.sub(r"[^A-Za-z0-9_-]", "-", key_prefix)
+
+
 def _is_tuple(kind: Any) -> bool:
     return typing.get_origin(kind) is tuple
 
@@ -45,7 +51,7 @@ def to_widget_value(kind: Any, value: Any) -> Any:
     return value
 
 
-def _starting_values(cls: type[BaseConfig], preset: str | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
+def starting_values(cls: type[BaseConfig], preset: str | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Class defaults, then the page's defaults, then the preset (a preset is a deliberate choice)."""
     values = cls.from_preset(None, **defaults).to_dict()
     if preset is not None:
@@ -67,7 +73,7 @@ def set_form_values(variant_key: str, values: BaseConfig | Mapping[str, Any], ke
 def _apply_preset(variant_key: str, prefix: str, defaults: Mapping[str, Any]) -> None:
     cls = get_variant(variant_key).config_cls
     preset = st.session_state[widget_key(prefix, "_preset")]
-    set_form_values(variant_key, _starting_values(cls, preset, defaults), prefix)
+    set_form_values(variant_key, starting_values(cls, preset, defaults), prefix)
 
 
 def _help(info: FieldInfo, kind: Any) -> str:
@@ -106,12 +112,19 @@ def _group_of(f: dataclasses.Field) -> str:
     return group if group in dict(GROUPS) else "model"
 
 
-def _report(cls: type[BaseConfig], error: ConfigError) -> None:
+def error_markdown(cls: type[BaseConfig], error: ConfigError, labels: Mapping[str, str] | None = None) -> str:
+    """'**Label** (`field`): what is wrong', the message the form (and a link with a bad value) shows.
+
+    ``labels`` names fields that are not the config's own (a link's ``seed``, ``preset``...)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     name = error.field_name
-    label = field_info(fields[name]).label if name in fields else name
+    label = field_info(fields[name]).label if name in fields else (labels or {}).get(name, name)
     message = str(error).removeprefix(f"{name}: ")
-    st.error(f"**{label}** (`{name}`): {message}", icon=":material/error:")
+    return f"**{label}** (`{name}`): {message}"
+
+
+def _report(cls: type[BaseConfig], error: ConfigError) -> None:
+    st.error(error_markdown(cls, error), icon=":material/error:")
 
 
 def config_form(variant_key: str, key_prefix: str | None = None, *, defaults: Mapping[str, Any] | None = None,
@@ -133,29 +146,30 @@ def config_form(variant_key: str, key_prefix: str | None = None, *, defaults: Ma
     if presets and preset_key not in st.session_state:
         st.session_state[preset_key] = presets[0]
     first_preset = st.session_state.get(preset_key)
-    start = _starting_values(cls, first_preset, defaults)
+    start = starting_values(cls, first_preset, defaults)
     for f in dataclasses.fields(cls):  # first visit: fill the widgets (later visits keep the user's values)
         key = widget_key(prefix, f.name)
         if f.name not in fixed and key not in st.session_state:
             st.session_state[key] = to_widget_value(types[f.name], start[f.name])
 
-    if presets:
-        st.selectbox("Preset", presets, key=preset_key, disabled=disabled, persist_state="session",
-                     on_change=_apply_preset, args=(variant_key, prefix, defaults),
-                     help="Fills in every field below with the preset's values; edit them afterwards.")
-        note = cls.PRESET_NOTES.get(st.session_state.get(preset_key), "")
-        if note:
-            st.caption(note)
-
     raw: dict[str, Any] = {}
-    columns = st.columns(len(GROUPS))
-    for (group, title), column in zip(GROUPS, columns, strict=True):
-        group_fields = [f for f in dataclasses.fields(cls)
-                        if _group_of(f) == group and f.name not in fixed]
-        with column:
-            st.markdown(f"**{title}**")
-            for f in group_fields:
-                raw[f.name] = _widget(f, types[f.name], widget_key(prefix, f.name), disabled)
+    with st.container(key=form_container_key(prefix)):  # the presenter view hides the form by this key
+        if presets:
+            st.selectbox("Preset", presets, key=preset_key, disabled=disabled, persist_state="session",
+                         on_change=_apply_preset, args=(variant_key, prefix, defaults),
+                         help="Fills in every field below with the preset's values; edit them afterwards.")
+            note = cls.PRESET_NOTES.get(st.session_state.get(preset_key), "")
+            if note:
+                st.caption(note)
+
+        columns = st.columns(len(GROUPS))
+        for (group, title), column in zip(GROUPS, columns, strict=True):
+            group_fields = [f for f in dataclasses.fields(cls)
+                            if _group_of(f) == group and f.name not in fixed]
+            with column:
+                st.markdown(f"**{title}**")
+                for f in group_fields:
+                    raw[f.name] = _widget(f, types[f.name], widget_key(prefix, f.name), disabled)
 
     try:
         values = {name: parse_value(cls, name, value) if _is_tuple(types[name]) else value

@@ -59,6 +59,12 @@ def page_for_variant(key: str) -> PageSpec | None:
 HOME_FILE = "pages/home.py"
 
 
+def spec_of(page: st.Page) -> PageSpec:
+    """The table's entry of the page st.navigation picked (matched by its URL path; Home's is "")."""
+    path = page.url_path or next(spec.url_path for spec in PAGES if spec.file == HOME_FILE)
+    return next((spec for spec in PAGES if spec.url_path == path), PAGES[0])
+
+
 def is_home(page: st.Page) -> bool:
     """Whether the page st.navigation picked is Home (the one page that reads no sidebar settings)."""
     return page.title == next(spec.title for spec in PAGES if spec.file == HOME_FILE)
