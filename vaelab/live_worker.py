@@ -42,6 +42,7 @@ from vaelab.workers import (
 )
 
 CHUNK_SECONDS = 0.2  # training between two looks at the command pipe (Pause answers within about this)
+FIRST_CHUNK_SECONDS = 0.05  # a fresh run's first chunk: its first loss row reaches the page sooner
 MAX_THREADS = 4  # these models gain nothing from more torch threads; more only take cores from other sessions
 SETTLE_TIMEOUT_S = 10.0
 _live_workers: set[LiveWorker] = set()  # this process's running workers: new ones take their share of the cores
@@ -143,9 +144,10 @@ class LiveWorker:
         return self._process.pid
 
     # -- commands -----------------------------------------------------------------------------------------
-    def poll(self) -> list[dict[str, Any]]:
-        """Apply every report that has arrived to the mirror, ask for the next one; the new history rows."""
-        rows, _ = self._receive(wait=0.0)
+    def poll(self, wait: float = 0.0) -> list[dict[str, Any]]:
+        """Apply every report that has arrived (waiting up to ``wait`` s for one) to the mirror, ask for the next
+        one; the new history rows."""
+        rows, _ = self._receive(wait=wait if self.alive else 0.0)
         if self.alive:
             self._request()
         return rows
@@ -345,7 +347,7 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
             if trainer.done or trainer.error is not None:
                 report(final=True)
                 return
-            trainer.advance(max_seconds=CHUNK_SECONDS)
+            trainer.advance(max_seconds=CHUNK_SECONDS if trainer.history else FIRST_CHUNK_SECONDS)
     except (EOFError, OSError):  # the server went away
         return
     except Exception as error:  # noqa: BLE001 (every failure is the run's error, reported to the page)

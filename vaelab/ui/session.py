@@ -30,6 +30,7 @@ from vaelab.variants.base import Variant
 IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
 MAX_RESULTS_PER_NAME = 4  # live views cache one result per step: keep the few newest of each name
 BACKEND_ENV = "VAELAB_LIVE_BACKEND"
+FIRST_REPORT_WAIT_S = 0.3  # a fresh run's redraw waits this long for the worker's first rows (the first curve)
 BACKENDS = ("worker", "inline")
 
 
@@ -243,7 +244,7 @@ def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]
         if session.worker is None:
             _start_worker(session)
             return []
-        rows = session.worker.poll()
+        rows = session.worker.poll(wait=FIRST_REPORT_WAIT_S if not trainer.history else 0.0)
         _take_worker_end(session)
         return rows
     rows = trainer.advance(max_steps=session.chunk_steps, max_seconds=max_seconds)
