@@ -24,9 +24,9 @@ CACHE_FORMAT = 1
 _CODE = Path(__file__).resolve().parent  # the vaelab package: its files' times invalidate the cache
 
 
-@dataclass(frozen=True)
-class ListedCheckpoint:
-    """One row of the listing: the fields of checkpoints.CheckpointInfo, kept as plain values."""
+@dataclass
+class CheckpointInfo:
+    """One row of the listing (checkpoints.list_checkpoints makes them; defined here, where torch is not needed)."""
 
     path: Path
     name: str
@@ -51,7 +51,7 @@ def checkpoint_folder(directory: str | Path | None = None) -> Path:
     return Path(directory or os.environ.get("VAELAB_CHECKPOINT_DIR") or "checkpoints")
 
 
-def list_saved(directory: str | Path | None = None) -> list[ListedCheckpoint]:
+def list_saved(directory: str | Path | None = None) -> list[CheckpointInfo]:
     """Every ``<dir>/<variant>/*.pt`` that list_checkpoints would list, in its order, with its verdict."""
     root = checkpoint_folder(directory)
     paths = sorted(root.glob("*/*.pt"))
@@ -109,8 +109,8 @@ def _check(root: Path, variants: set[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _row_from(root: Path, row: dict[str, Any]) -> ListedCheckpoint:
-    return ListedCheckpoint(**{**row, "path": root / row["path"]})
+def _row_from(root: Path, row: dict[str, Any]) -> CheckpointInfo:
+    return CheckpointInfo(**{**row, "path": root / row["path"]})
 
 
 def _read_cache(root: Path, code: str) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def _read_cache(root: Path, code: str) -> dict[str, Any]:
     return {}
 
 
-_FIELDS = set(ListedCheckpoint.__dataclass_fields__)
+_FIELDS = set(CheckpointInfo.__dataclass_fields__)
 
 
 def _well_formed(entry: Any) -> bool:

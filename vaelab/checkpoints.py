@@ -26,6 +26,7 @@ import torch
 
 import vaelab
 from vaelab.budget import check_budget
+from vaelab.checkpoint_listing import CheckpointInfo  # torch-free: `python -m vaelab list` reads it too
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.training import Trainer
@@ -62,26 +63,6 @@ class Checkpoint:
     meta: dict[str, Any]  # everything but weights, trainer state and history
     history: list[dict[str, Any]]
     trainer_state: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-@dataclass
-class CheckpointInfo:
-    path: Path
-    name: str
-    variant: str
-    dataset: dict[str, Any] | None
-    epochs: int | None
-    test_loss: float | None
-    created: str | None
-    error: str | None = None  # set when the file could not be read
-
-    @property
-    def dataset_label(self) -> str:
-        """'mnist-5k', or 'train -> test' when the test split came from another source."""
-        if not self.dataset:
-            return "?"
-        train, test = self.dataset.get("train", "?"), self.dataset.get("test", "?")
-        return train if test == train else f"{train} -> {test}"
 
 
 def checkpoint_dir() -> Path:
