@@ -151,3 +151,13 @@ def test_train_without_dataset_uses_the_apps_default_from_the_environment(monkey
     code = main(["train", "ae", "--epochs", "1", "--set", "hidden_sizes=16", "--out", str(tmp_path / "d.pt"), "-q"])
     err = capsys.readouterr().err
     assert code == 0 and "training ae on digits (test: digits)" in err and "No network" not in err
+
+
+def test_pretrain_without_dataset_sends_the_fallback_source_to_its_workers(offline_mnist, tmp_path, capsys):
+    code = main(["pretrain", "--only", "ae", "--epochs", "1", "--no-metrics", "--dir", str(tmp_path), "-q"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert FALLBACK_LINE in err and "preparing the classroom set on mnist-5k" in err
+    from vaelab.checkpoints import read_metadata
+
+    assert read_metadata(tmp_path / "ae" / "classroom.pt")["dataset"]["train"] == "mnist-5k"
