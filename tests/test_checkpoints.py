@@ -308,3 +308,27 @@ def test_a_payload_the_safe_loader_would_refuse_is_never_written(saved):
         update_metadata(saved, note=Sneaky("looks like text"))
     assert saved.read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == ["first-run.pt"]
+
+
+def test_the_load_section_shows_dataset_epochs_test_loss_and_date_of_each_file(digits):
+    from tests.helpers import no_exception, open_page
+
+    first = tiny_trainer(digits)
+    first.advance(max_steps=first.steps_per_epoch)  # one epoch: a test row, so a test loss
+    save_trainer(first, "one-epoch")
+    second = tiny_trainer(digits)
+    second.advance(max_steps=2 * second.steps_per_epoch)
+    save_trainer(second, "two-epochs")
+    (checkpoint_dir() / "ae" / "broken.pt").write_bytes(b"not a checkpoint")
+    at = open_page("pages/ae.py")
+    table = next(d.value for d in at.dataframe if "saved (UTC)" in d.value.columns).set_index("name")
+    infos = {i.name: i for i in list_checkpoints(variant="ae")}
+    for name in ("one-epoch", "two-epochs"):
+        info = infos[name]
+        row = table.loc[name]
+        assert (row["dataset"], row["epochs"]) == ("mnist-5k", info.epochs)
+        assert row["test loss"] == pytest.approx(info.test_loss)
+        assert row["saved (UTC)"] == info.created[:16].replace("T", " ")
+    assert table.loc["two-epochs", "epochs"] == 2
+    assert "PyTorch" in table.loc["broken", "unreadable"]  # says why, in the table too
+    no_exception(at)

@@ -71,11 +71,12 @@ def lesson_checkpoint(variant: str, directory: str | Path | None = None) -> Path
     return path if path.is_file() else None
 
 
-def lesson_checkpoints(directory: str | Path | None = None) -> list[CheckpointInfo]:
-    """The classroom set as saved now (unreadable files included, with ``error`` set), in variant order."""
+def lesson_checkpoints(directory: str | Path | None = None, variant: str | None = None) -> list[CheckpointInfo]:
+    """The classroom set as saved now (unreadable files included, with ``error`` set), in variant order; only the
+    variant's when one is named."""
     from vaelab.checkpoints import list_checkpoints
 
-    return [i for i in list_checkpoints(directory) if i.name == CLASSROOM_NAME]
+    return [i for i in list_checkpoints(directory, variant) if i.name == CLASSROOM_NAME]
 
 
 @dataclass(frozen=True)

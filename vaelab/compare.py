@@ -166,6 +166,58 @@ def comparison_table(entries: Sequence[Entry]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*front, "created", "status", "path"])
 
 
+# The table on screen: these columns first (those present), the others on request; the CSV holds every column.
+MAIN_COLUMNS = ("model", "dataset", "settings", "epochs", "test total", "log p(x)", "logistic probe", "created")
+HIDDEN_COLUMNS = ("variant", "name", "path")  # in "model" already, or of no use on screen
+
+
+def most_recent(entries: Sequence[Entry], n: int = 2) -> list[Entry]:
+    """The n readable entries saved last (their stored 'created' time, then the file's modification time)."""
+    def saved_at(entry: Entry) -> tuple[str, float]:
+        try:
+            mtime = entry.path.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        return (entry.meta or {}).get("created") or "", mtime
+
+    return sorted((e for e in entries if e.readable), key=saved_at, reverse=True)[:n]
+
+
+def shown_columns(table: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
+    """The main columns the table has (in their order), then the chosen extra ones (in the table's order)."""
+    main = [c for c in MAIN_COLUMNS if c in table.columns]
+    return main + [c for c in table.columns if c in extra and c not in main and c not in HIDDEN_COLUMNS]
+
+
+def same_in_every_row(table: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """{column: value} for the shown columns (not "model") whose value is the same, and present, in every row of a
+    table of two rows or more: said once above the table instead of repeated in a column."""
+    if len(table) < 2:
+        return {}
+    same = {}
+    for column in columns:
+        values = table[column]
+        if column != "model" and values.notna().all() and values.nunique() == 1:
+            same[column] = values.iloc[0]
+    return same
+
+
+COLUMN_WIDTHS = {"model": 160, "dataset": 90, "settings": 180, "objective": 200, "status": 200, "epochs": 50,
+                 "created": 120}
+NUMBER_WIDTH = 72  # px: any other column (numbers)
+TABLE_WIDTH = 818  # px: the page's column at 1280 px with the sidebar open (measured in Chromium)
+
+
+def column_width(column: str) -> int:
+    """The column's width on screen, px: the main columns of a table with every metric fit ``TABLE_WIDTH``."""
+    return COLUMN_WIDTHS.get(column, NUMBER_WIDTH)
+
+
+def optional_columns(table: pd.DataFrame) -> list[str]:
+    """The columns one may add to the main ones."""
+    return [c for c in table.columns if c not in MAIN_COLUMNS and c not in HIDDEN_COLUMNS]
+
+
 NUMBER_FORMATS = {"epochs": "%d", "train time (s)": "%.1f", "samples/s": "%.0f", "MSE": "%.4f",
                   "logistic probe": "%.3f", "kNN probe": "%.3f", "active units": "%d", "latent units": "%d"}
 

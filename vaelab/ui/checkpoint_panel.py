@@ -40,12 +40,30 @@ from vaelab.ui.sidebar import Settings, cached_data, current_settings
 
 
 def checkpoint_panel(session: TrainingSession, key_prefix: str, form_prefix: str) -> None:
-    """Two columns: Save (name, confirm overwrite) and Load (the variant's checkpoints)."""
+    """Two columns: Save (name, confirm overwrite) and Load (the variant's checkpoints); then a table of those
+    checkpoints with the dataset, epochs, test loss and date of each."""
+    infos = list_checkpoints(variant=session.variant)
     save_col, load_col = st.columns(2, gap="large")
     with save_col:
         _save_section(session, key_prefix)
     with load_col:
-        _load_section(session, key_prefix, form_prefix)
+        _load_section(session, infos, key_prefix, form_prefix)
+    if infos:
+        st.dataframe(checkpoint_rows(infos), hide_index=True, key=f"{key_prefix}.files",
+                     column_config={"test loss": st.column_config.NumberColumn(format="%.4g"),
+                                    "epochs": st.column_config.NumberColumn(format="%d")})
+
+
+def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
+    """One row per file: name, dataset, epochs, test loss, date saved (UTC), or why it is unreadable."""
+    rows = []
+    for info in infos:
+        row = {"name": info.name, "dataset": info.dataset_label if info.dataset else "", "epochs": info.epochs,
+               "test loss": info.test_loss, "saved (UTC)": saved_at(info)}
+        if info.error:
+            row["unreadable"] = checkpoint_details(info).removeprefix("unreadable: ")
+        rows.append(row)
+    return rows
 
 
 # -- feedback that survives the rerun a button causes ------------------------------------------------------
@@ -151,8 +169,13 @@ def checkpoint_details(info: CheckpointInfo) -> str:
     if info.test_loss is not None:
         parts.append(f"test loss {info.test_loss:.4g}")
     if info.created:
-        parts.append(info.created[:16].replace("T", " "))
+        parts.append(saved_at(info))
     return " · ".join(parts)
+
+
+def saved_at(info: CheckpointInfo) -> str:
+    """'2026-11-29 22:28' (UTC), or '' when the file says nothing."""
+    return (info.created or "")[:16].replace("T", " ")
 
 
 def _data_for(ckpt: Checkpoint, settings: Settings) -> tuple[DataBundle, str | None]:
@@ -209,9 +232,8 @@ def _on_load(variant: str, key_prefix: str, form_prefix: str) -> None:
         open_checkpoint(variant, path, key_prefix, form_prefix)
 
 
-def _load_section(session: TrainingSession, key_prefix: str, form_prefix: str) -> None:
+def _load_section(session: TrainingSession, infos: list[CheckpointInfo], key_prefix: str, form_prefix: str) -> None:
     st.markdown("**Load a saved model**")
-    infos = list_checkpoints(variant=session.variant)
     if not infos:
         st.caption(f"No saved {session.variant} checkpoints yet.")
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 PROGRESS_REFRESH_SECONDS = 1.0
+PROGRESS_COLUMNS = 3  # nine bars in three rows: the whole set on one screen
 PREPARE_KEY = "classroom.prepare"
 FEEDBACK_KEY = "classroom.feedback"
 STATE_WORDS = {"waiting": "waiting for a worker", "training": "training", "saving": "saving",
@@ -83,10 +84,12 @@ def _preparation_progress(registered_busy: bool) -> None:
         done = sum(m.state == classroom.SAVED for m in models)
         st.markdown(f"**{'Preparing' if not job.done else 'Prepared'}: {done} of {len(models)} lesson models "
                     f"saved** ({job.specs[0].train}, seed {job.specs[0].seed})")
-        for m in models:
+        columns = st.columns(PROGRESS_COLUMNS)
+        for i, m in enumerate(models):
             steps = f", {m.step:,} / {m.total:,} steps" if m.total else ""
-            st.progress(m.fraction, text=f"{VARIANTS[m.variant].title}: {STATE_WORDS[m.state]}{steps} "
-                                         f"({m.fraction:.0%})")
+            columns[i % PROGRESS_COLUMNS].progress(
+                m.fraction, text=f"{VARIANTS[m.variant].title}: {STATE_WORDS[m.state]}{steps} ({m.fraction:.0%})")
+        for m in models:
             if m.error:
                 st.error(f"{VARIANTS[m.variant].title}: {m.error}", icon=":material/error:")
 
@@ -116,17 +119,22 @@ def saved_class_section() -> None:
 
 # -- a variant page --------------------------------------------------------------------------------------------
 def lesson_model_button(session, key_prefix: str, form_prefix: str) -> None:
-    """One click to load the page's classroom checkpoint with its history (shown only when it exists)."""
+    """One click to load the page's classroom checkpoint with its history (shown only when it exists), and what it
+    is: dataset, epochs, test loss, date."""
     from vaelab import classroom
-    from vaelab.ui.checkpoint_panel import open_checkpoint, show_feedback
+    from vaelab.ui.checkpoint_panel import checkpoint_details, open_checkpoint, show_feedback
 
     path = classroom.lesson_checkpoint(session.variant)
     if path is None:
         return
-    st.button("Open the lesson model", key=f"{key_prefix}.lesson", icon=":material/school:",
-              disabled=session.running, on_click=open_checkpoint,
-              args=(session.variant, str(path), key_prefix, form_prefix, "lesson"),
-              help="Pause the run first." if session.running else
-              "The model Prepare the class (Home) trained at this page's defaults, with its curves. Replaces the "
-              "current run.")
+    info = next((i for i in classroom.lesson_checkpoints(variant=session.variant)), None)
+    button, details = st.columns([1, 3], vertical_alignment="center")
+    button.button("Open the lesson model", key=f"{key_prefix}.lesson", icon=":material/school:",
+                  disabled=session.running, on_click=open_checkpoint,
+                  args=(session.variant, str(path), key_prefix, form_prefix, "lesson"),
+                  help="Pause the run first." if session.running else
+                  "The model Prepare the class (Home) trained at this page's defaults, with its curves. Replaces the "
+                  "current run.")
+    if info is not None:
+        details.caption(f"The class's model: {checkpoint_details(info)}")
     show_feedback(key_prefix, "lesson")

@@ -63,13 +63,13 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
     prefix = panel_prefix(variant_key)
     form_prefix = default_prefix(variant_key)
     locked = session.trainer is not None
+    lesson_model_button(session, prefix, form_prefix)
     with st.expander("Hyper-parameters", expanded=not locked, icon=":material/tune:"):
         if locked:
             st.caption("Read-only while a run exists: **Stop / Reset** to change them.")
         config = config_form(variant_key, form_prefix, defaults=defaults, fixed=fixed, disabled=locked)
         if config is not None and not locked:
             config = within_budget(variant_key, config, settings.data)
-    lesson_model_button(session, prefix, form_prefix)
     render_controls(session, config, settings, prefix)
     live_view(variant_key, key_prefix=prefix, extra_views=extra_views, refresh_seconds=refresh_seconds,
               chunk_seconds=chunk_seconds, n_images=n_images, show_reconstructions=show_reconstructions)
