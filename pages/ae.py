@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from vaelab import analysis, plots
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.latent_views import test_codes, tsne_section
 from vaelab.ui.pages import require_app_frame
@@ -21,15 +22,17 @@ def code_views(session: TrainingSession) -> None:
     left, right = st.columns(2) if two_d else (st.container(), None)
     with left:
         hist = go.Figure(go.Histogram(x=stats["values"], nbinsx=60, marker_color=plots.TERM_COLORS[0]))
-        hist.update_layout(title=f"Code values ({codes.shape[1]} units x {len(codes):,} test images)",
+        hist.update_layout(title=f"Code values ({codes.shape[1]} units x {len(codes):,} test images), "
+                                 f"step {session.step:,}",
                            xaxis_title="code value", yaxis_title="count", margin=plots.MARGIN, bargap=0.02)
-        st.plotly_chart(hist, key=f"ae.hist.{session.redraws}")
+        show_chart(hist, key="ae.hist", name="Autoencoder code values", live=session.running)
         st.caption(f"Units never active: {stats['dead_units']} · active units per image: "
                    f"{stats['active_per_example']:.1f} (active: |value| > 1e-6)")
     if right is not None:
         with right:
-            fig = plots.latent_scatter(codes, labels, title="Code of each test image, coloured by digit")
-            st.plotly_chart(fig, key=f"ae.map.{session.redraws}")
+            fig = plots.latent_scatter(codes, labels,
+                                       title=f"Code of each test image, coloured by digit (step {session.step:,})")
+            show_chart(fig, key="ae.map", name="Autoencoder code map", live=session.running)
 
 
 st.title("Autoencoder")

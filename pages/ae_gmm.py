@@ -5,6 +5,7 @@ import streamlit as st
 
 from vaelab import analysis, plots
 from vaelab.config import ConfigError
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
 from vaelab.ui.pages import require_app_frame
@@ -39,7 +40,7 @@ def mixture_map(session: TrainingSession, drawn) -> None:
                                title=(f"Codes of {len(points):,} training images"
                                       + (f" (PCA of {model.code_dim}-D codes)" if pca else "")
                                       + (f", mixture of {model.mixture_components} ({model.mixture_covariance})"
-                                         if bool(model.mixture_fitted) else "")))
+                                         if bool(model.mixture_fitted) else "") + f", step {session.step:,}"))
     if drawn is not None:
         means, covs = analysis.project_gaussians(model.mixture_means, model.mixture_covariances, center, axes)
         plots.add_ellipses(fig, analysis.mixture_ellipses(means, covs), name="mixture components (2 sd)")
@@ -48,7 +49,7 @@ def mixture_map(session: TrainingSession, drawn) -> None:
         plots.add_points(fig, analysis.project_to_plane(drawn["normal_codes"], center, axes),
                          "codes drawn from N(0, I)", **plots.NORMAL_DRAWS)
     fig.update_layout(height=540)  # room for the legend: 10 digits, the ellipses and the two kinds of draws
-    st.plotly_chart(fig, key=f"{KEY}.map.{session.redraws}")
+    show_chart(fig, key=f"{KEY}.map", name="AE + GMM code map", live=session.running)
 
 
 def sample_pictures(session: TrainingSession, drawn) -> None:
@@ -56,10 +57,12 @@ def sample_pictures(session: TrainingSession, drawn) -> None:
     left, right = st.columns(2)
     with left:
         show_picture(analysis.image_grid(drawn["mixture_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
-                     caption="Decoded codes drawn from the Gaussian mixture fitted on the training codes.")
+                     caption=f"Decoded codes drawn from the Gaussian mixture fitted on the training codes "
+                             f"(step {session.step:,}).", name="AE + GMM mixture samples")
     with right:
         show_picture(analysis.image_grid(drawn["normal_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
-                     caption="Decoded codes drawn from N(0, I) in the same code space.")
+                     caption=f"Decoded codes drawn from N(0, I) in the same code space (step {session.step:,}).",
+                     name="AE + GMM samples from N(0, I)")
     st.caption("The autoencoder alone is not a generator: nothing in its loss says where in the code space real "
                "codes lie, so N(0, I) draws (black × on the map) mostly land where no training image was "
                "encoded and decode to blurs or shapes that are no digit. The mixture models where the codes are "

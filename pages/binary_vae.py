@@ -9,6 +9,7 @@ import torch
 from vaelab import analysis, companions, plots
 from vaelab.checkpoints import CheckpointError, list_checkpoints
 from vaelab.data import binarize
+from vaelab.ui.charts import show_chart
 from vaelab.ui.checkpoint_panel import checkpoint_label
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
@@ -36,7 +37,7 @@ def variance_view(session: TrainingSession) -> None:
         return
     fig = plots.train_curves(history, VARIANCE_SERIES, log_y=True, y_title="variance (log scale)",
                              title="Score-function gradient variance")
-    st.plotly_chart(fig, key=f"binary.variance.{session.redraws}")
+    show_chart(fig, key="binary.variance", name="Score-function gradient variance", live=session.running)
     with_b = analysis.recent_mean(history, "grad_variance")
     without_b = analysis.recent_mean(history, "grad_variance_no_baseline")
     trains_with = "with the baseline" if session.config.baseline else "without a baseline (b = 0)"
@@ -58,8 +59,9 @@ def code_map(session: TrainingSession) -> None:
 
     points = model_cached(session, "pca_map", compute)
     fig = plots.latent_scatter(points, y.numpy(), axis_titles=("PC 1", "PC 2"),
-                               title=f"PCA of the bit probabilities μ of {len(points):,} test images")
-    st.plotly_chart(fig, key=f"binary.map.{session.redraws}")
+                               title=f"PCA of the bit probabilities μ of {len(points):,} test images, "
+                                     f"step {session.step:,}")
+    show_chart(fig, key="binary.map", name="Binary VAE code map", live=session.running)
 
 
 def sample_rows(session: TrainingSession) -> None:
@@ -72,7 +74,8 @@ def sample_rows(session: TrainingSession) -> None:
     show_image_rows(rows, session.data.image_shape,
                     row_names=[f"{PRIOR_ROWS} rows of Bernoulli means p(x|z)",
                                "binary images x ~ Bernoulli(means) of the first row"],
-                    caption=f"{n} draws z ~ Bernoulli(½)^{model.code_dim}, the same draws at every step (seed {seed}).")
+                    caption=f"{n} draws z ~ Bernoulli(½)^{model.code_dim}, the same draws at every step (seed {seed}) "
+                            f"· step {session.step:,}", name="Binary VAE prior samples")
 
 
 def live_views(session: TrainingSession) -> None:
@@ -149,12 +152,14 @@ def companion_section(session: TrainingSession) -> None:
     rows = [x, run_model(binary_model, binary_model.reconstruct, x),
             run_model(companion.model, companion.model.reconstruct, x)]
     show_image_rows(rows, shape, row_names=["test images", "binary VAE", "Gaussian VAE"],
-                    caption="Reconstructions of the same test images.")
+                    caption=f"Reconstructions of the same test images (binary VAE at step {session.step:,}).",
+                    name="Binary and Gaussian VAE reconstructions")
     seed = current_settings().seed
     samples = [run_model(m, m.sample, N_SAMPLES, None, torch.Generator().manual_seed(seed))
                for m in (binary_model, companion.model)]
     show_image_rows(samples, shape, row_names=["binary VAE", "Gaussian VAE"],
-                    caption="Samples from each prior, decoded to pixel means.")
+                    caption=f"Samples from each prior, decoded to pixel means (binary VAE at step {session.step:,}).",
+                    name="Binary and Gaussian VAE samples")
     binary_test = companions.test_negative_elbo(session.history)
     gaussian_test = companions.test_negative_elbo(companion.history)
     if binary_test is not None and gaussian_test is not None:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from vaelab import analysis, plots
 from vaelab.baselines import ReferenceRun
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.layout import side_by_side
 from vaelab.ui.pages import require_app_frame
@@ -72,7 +73,7 @@ def jacobian_section(session: TrainingSession, reference: ReferenceRun | None) -
     if reference is not None:
         plots.add_curve(fig, *zip(*reference.points, strict=True), name=REFERENCE)
     fig.update_layout(yaxis_title=f"{JACOBIAN} per image")
-    st.plotly_chart(fig, key=f"contractive.jacobian.{session.redraws}")
+    show_chart(fig, key="contractive.jacobian", name="Contractive Jacobian norm", live=session.running)
     caption = (f"This model (λ = {lam:g}): the `contractive` term divided by λ, train rows averaging the batches, "
                f"test rows the test set at each epoch end; now {now:.3g} on {len(x)} test images.")
     if reference is not None:
@@ -91,10 +92,10 @@ def sensitivity_section(session: TrainingSession, reference: ReferenceRun | None
         lines[REFERENCE] = model_cached(
             session, "reference_sensitivity",
             lambda: analysis.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS))
-    st.markdown("**Code change against input perturbation size**")
+    st.markdown(f"**Code change against input perturbation size** (step {session.step:,})")
     fig = plots.line_chart(EPS_VALUES, lines, x_title="perturbation size ε = ‖δ‖", y_title="‖f(x + δ) − f(x)‖")
     fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    st.plotly_chart(fig, key=f"contractive.sensitivity.{session.redraws}")
+    show_chart(fig, key="contractive.sensitivity", name="Contractive code sensitivity", live=session.running)
     if reference is None:
         beside = "λ = 0: this model is the net without the penalty; set λ > 0 to compare."
     elif level:

@@ -30,6 +30,7 @@ def style_grid_view(session: TrainingSession, width: str = "content") -> None:
     seed = st.session_state.get(STYLE_SEED_KEY, 0)
     images = analysis.digit_style_grid(session.model, n_styles, seed=seed)  # (10 * n_styles, D)
     show_picture(analysis.image_grid(images, session.data.image_shape, ncols=n_styles), scale=2, width=width,
+                 name="CVAE digit x style",
                  caption=f"Digit x style: each column holds one z ~ N(0, I) fixed, row k decodes it with y = k "
                          f"(styles #{seed}, step {session.step:,}).")
 
@@ -41,15 +42,15 @@ def live_views(session: TrainingSession) -> None:
     if session.model.code_dim != 2:
         st.caption(f"The latent has {session.model.code_dim} dimensions: draw its t-SNE map below.")
         style_grid_view(session)
-        return
-    map_col, grid_col = st.columns([3, 2])
-    with map_col:
-        live_code_map(session, "cvae", PICKED_KEY, "Posterior means given the true labels,")
-    with grid_col:
-        style_grid_view(session, width="stretch")
+    else:
+        map_col, grid_col = st.columns([3, 2])
+        with map_col:
+            live_code_map(session, "cvae", PICKED_KEY, "Posterior means given the true labels,")
+        with grid_col:
+            style_grid_view(session, width="stretch")
+    one_digit_section(session)
 
 
-# ---------------------------------------------------------------- views that need not be live
 def one_digit_section(session: TrainingSession) -> None:
     st.subheader("One digit, many styles")
     model = session.model
@@ -66,15 +67,16 @@ def one_digit_section(session: TrainingSession) -> None:
     with samples_col:
         images = analysis.prior_samples(model, n, temperature, seed=seed, y=int(digit))  # (n, D)
         show_picture(analysis.image_grid(images, session.data.image_shape, ncols=8), scale=2,
+                     name="CVAE samples of one digit",
                      caption=f"{n} samples of the digit {digit}: decoded (z, y = {digit}), z = τ · ε, "
-                             f"τ = {temperature:g} (draw #{seed})")
+                             f"τ = {temperature:g} (draw #{seed}, step {session.step:,})")
     if manifold_col is not None:
         with manifold_col:
             size = st.slider("Manifold grid size n", 5, 20, 12, key="cvae.manifold_n")
             grid = analysis.manifold_grid(model, size, session.data.image_shape, y=int(digit))  # (n*H, n*W)
-            show_picture(grid, scale=max(1, round(360 / grid.shape[0])),
+            show_picture(grid, scale=max(1, round(360 / grid.shape[0])), name="CVAE style manifold",
                          caption=f"The style manifold of the digit {digit}: z on a grid through the inverse "
-                                 "Gaussian CDF, decoded with the same label.")
+                                 f"Gaussian CDF, decoded with the same label (step {session.step:,}).")
 
 
 # ---------------------------------------------------------------- the page
@@ -99,7 +101,5 @@ what_you_are_seeing(
      r" \sigma = \exp\big(\tfrac12 \log\sigma^2\big)"],
 )
 session = training_panel(VARIANT, extra_views=live_views)
-if session.has_model and session.data is not None:
-    if session.model.code_dim != 2:
-        tsne_section(session, "cvae", codes_name="test codes given their labels", picked_key=PICKED_KEY)
-    one_digit_section(session)
+if session.has_model and session.data is not None and session.model.code_dim != 2:
+    tsne_section(session, "cvae", codes_name="test codes given their labels", picked_key=PICKED_KEY)

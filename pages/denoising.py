@@ -6,6 +6,7 @@ import streamlit as st
 import torch
 
 from vaelab import analysis, plots
+from vaelab.ui.charts import show_chart
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
@@ -66,7 +67,7 @@ def sweep_figure(session: TrainingSession, kind: str):
 
     denoised, noisy = model_cached(session, "sweep", compute, kind)
     fig = plots.line_chart(SWEEP_LEVELS, {"denoised by this model": denoised, "corrupted input (no model)": noisy},
-                           title=f"Error against noise level ({kind}, {len(x)} test images)",
+                           title=f"Error against noise level ({kind}, {len(x)} test images), step {session.step:,}",
                            x_title="noise level a", y_title="Σᵢ (xᵢ − x̂ᵢ)² per image")
     if kind == session.config.corruption:
         fig.add_vline(x=session.config.noise_level, line={"color": "grey", "dash": "dot"},
@@ -82,12 +83,13 @@ def denoising_views(session: TrainingSession) -> None:
         x, noisy, denoised = noisy_rows(session)
         show_image_rows([x, noisy, denoised], session.data.image_shape,
                         row_names=["test images", f"corrupted ({config.corruption}, a = {config.noise_level:g})",
-                                   "denoised"], caption=f"step {session.step:,}")
+                                   "denoised"], caption=f"step {session.step:,}", name="Denoising rows")
     with sweep:
         kind = st.selectbox("Noise in the sweep", CORRUPTIONS, index=CORRUPTIONS.index(config.corruption),
                             key=f"denoising.sweep_kind.{session.version}",
                             help="The model was trained on one kind of noise; try it on the others.")
-        st.plotly_chart(sweep_figure(session, kind), key=f"denoising.sweep.{session.redraws}")
+        show_chart(sweep_figure(session, kind), key="denoising.sweep", name="Denoising error against noise level",
+                   live=session.running)
 
 
 st.title("Denoising autoencoder")

@@ -6,6 +6,7 @@ import streamlit as st
 import torch
 
 from vaelab import analysis, plots
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
 from vaelab.ui.pages import require_app_frame
@@ -33,17 +34,19 @@ def chosen_image(session: TrainingSession) -> tuple[int, torch.Tensor]:
 def fired_units(session: TrainingSession, image: torch.Tensor, k: int, index: int) -> None:
     units, values = analysis.top_k_units(session.model, image, k)  # (k,), (k,) largest first
     fig = plots.bar_chart([f"#{u}" for u in units], values.tolist(),
-                          title=f"The {k} units that fire for test image {index}", y_title="activation")
+                          title=f"The {k} units that fire for test image {index}, step {session.step:,}",
+                          y_title="activation")
     fig.update_traces(marker_color=plots.TERM_COLORS[0])
     fig.update_xaxes(type="category", title="code unit (strongest first)")  # "#51" is a name, not a number
-    st.plotly_chart(fig, key=f"ksparse.fired.{session.redraws}")
+    show_chart(fig, key="ksparse.fired", name="k-sparse units that fire", live=session.running)
     if session.config.hidden_sizes:
         st.caption("Filters of code units are drawn for one-layer encoders only (this one has hidden layers).")
         return
     weights = analysis.first_layer_weights(session.model)[units]  # (k, D), in firing order
     show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
                  caption=f"Their filters, strongest first (units {', '.join(str(u) for u in units[:12])}"
-                         f"{', …' if k > 12 else ''})")
+                         f"{', …' if k > 12 else ''}) · step {session.step:,}",
+                 name="k-sparse filters of the units that fire")
 
 
 def reconstructions(session: TrainingSession, image: torch.Tensor, k: int) -> None:
@@ -52,7 +55,9 @@ def reconstructions(session: TrainingSession, image: torch.Tensor, k: int) -> No
     recon = analysis.reconstructions_at_k(session.model, image, ks)  # (len(ks), D)
     show_image_rows([np.concatenate([image.numpy()[None], recon])], session.data.image_shape,
                     caption="The image, then decoded from its k largest units for k = "
-                            + ", ".join(str(s) for s in ks) + f" (trained with k = {session.config.k})")
+                            + ", ".join(str(s) for s in ks)
+                            + f" (trained with k = {session.config.k}) · step {session.step:,}",
+                    name="k-sparse reconstructions at k")
 
 
 def ksparse_views(session: TrainingSession) -> None:
@@ -64,7 +69,8 @@ def ksparse_views(session: TrainingSession) -> None:
         weights = analysis.first_layer_weights(session.model)
         show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
                      caption=f"Each {what}'s encoder weights as an image ({len(weights)} units, each tile scaled "
-                             f"to its own min..max) · k = {session.model.current_k} now · step {session.step:,}")
+                             f"to its own min..max) · k = {session.model.current_k} now · step {session.step:,}",
+                     name="k-sparse filters")
     with inspect:
         pick, slider = st.columns(2)
         with pick:

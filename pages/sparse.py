@@ -4,6 +4,7 @@ curve with the units on it, and the penalty's share of the loss; all redrawn liv
 import streamlit as st
 
 from vaelab import analysis, plots
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
 from vaelab.ui.pages import require_app_frame
@@ -25,7 +26,7 @@ def filter_section(session: TrainingSession) -> None:
     show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
                  caption=f"Each {what}'s encoder weights as a {session.data.image_shape[0]}x"
                          f"{session.data.image_shape[1]} image ({len(weights)} units, each tile scaled to its own "
-                         f"min..max) · step {session.step:,}")
+                         f"min..max) · step {session.step:,}", name="Sparse autoencoder filters")
 
 
 def mean_activations(session: TrainingSession):
@@ -45,8 +46,8 @@ def sparse_views(session: TrainingSession) -> None:
         filter_section(session)
     with histogram:
         fig = plots.activation_histogram(rho_hat, rho=config.rho,
-                                         title=f"Mean activation ρ̂ⱼ of each unit ({n_images:,} test images)")
-        st.plotly_chart(fig, key=f"sparse.hist.{session.redraws}")
+                                         title=f"Mean activation ρ̂ⱼ of the {len(rho_hat)} units, step {session.step:,}")
+        show_chart(fig, key="sparse.hist", name="Sparse mean activations", live=session.running)
     curve, share = st.columns(2)
     with curve:
         other = st.slider("Compare with another target ρ′", 0.01, 0.99, float(config.rho), step=0.01,
@@ -54,8 +55,9 @@ def sparse_views(session: TrainingSession) -> None:
                           help=f"Draws KL(ρ′ ‖ ρ̂) as a lighter curve; the model trains with ρ = {config.rho:g} "
                                f"(the form's rho). {CLASSIC_RHO} gives the classic picture.")
         fig = plots.kl_bernoulli_figure(config.rho, *analysis.kl_bernoulli_curve(config.rho), unit_rho_hats=rho_hat,
-                                        compare=(other, *analysis.kl_bernoulli_curve(other)))
-        st.plotly_chart(fig, key=f"sparse.kl.{session.redraws}")
+                                        compare=(other, *analysis.kl_bernoulli_curve(other)),
+                                        title=f"KL(ρ ‖ ρ̂), training ρ = {config.rho:g}, step {session.step:,}")
+        show_chart(fig, key="sparse.kl", name="Sparse KL-Bernoulli curve", live=session.running)
         st.caption(f"Markers: the units at their current ρ̂ⱼ ({n_images:,} test images) on the curve of the training "
                    f"ρ = {config.rho:g}. During training each unit pays its height on this curve at its batch mean "
                    f"ρ̂ⱼ, times β = {config.beta:g} (summed over units: `sparsity`). Move ρ′ off ρ for a second, "
@@ -68,7 +70,7 @@ def sparse_views(session: TrainingSession) -> None:
         st.markdown("**The sparsity penalty's share of the loss** (`sparsity` / `total`)")
         fig = plots.loss_curves(rows, terms=[SHARE])
         fig.update_layout(yaxis_title="sparsity / total", margin={**plots.MARGIN, "t": 10})
-        st.plotly_chart(fig, key=f"sparse.share.{session.redraws}")
+        show_chart(fig, key="sparse.share", name="Sparsity penalty share", live=session.running)
 
 
 st.title("Sparse autoencoder")

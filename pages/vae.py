@@ -1,5 +1,6 @@
 """VAE page (layout only): beta, the live ELBO split, a clickable latent map, the manifold, the true posterior and the
-ELBO gap (vaelab/ui/posterior_views.py), samples from the prior, interpolation and per-dimension latent traversals."""
+ELBO gap (vaelab/ui/posterior_views.py), samples from the prior, interpolation and per-dimension latent traversals;
+all redrawn live (the t-SNE map of a wider latent on request)."""
 
 import numpy as np
 import streamlit as st
@@ -60,15 +61,17 @@ def live_views(session: TrainingSession) -> None:
             n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
                           help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
             grid = analysis.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
-            show_picture(grid, scale=max(1, round(360 / grid.shape[0])),
+            show_picture(grid, scale=max(1, round(360 / grid.shape[0])), name="VAE manifold",
                          caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
-                                 "the tiles are equally likely under the prior.")
+                                 f"the tiles are equally likely under the prior (step {session.step:,}).")
+    samples_section(session)  # noise turning into digits: near the top, where a class watches
     posterior_views(session, PICKED_KEY)  # the true posterior of the picked image, the gap, KL per dimension
     st.subheader("Two estimators of the encoder's gradient")
     estimator_variance_view(session)
+    interpolation_section(session)
+    traversal_section(session)
 
 
-# ---------------------------------------------------------------- views that need not be live
 def samples_section(session: TrainingSession) -> None:
     st.subheader("Samples from the prior")
     temp_col, n_col, button_col = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -80,6 +83,7 @@ def samples_section(session: TrainingSession) -> None:
     seed = st.session_state.get(SAMPLE_SEED_KEY, 0)
     images = analysis.prior_samples(session.model, n, temperature, seed=seed)  # (n, D)
     show_picture(analysis.image_grid(images, session.data.image_shape, ncols=16 if n > 64 else 8), scale=2,
+                 name="VAE prior samples",
                  caption=f"Decoded z = τ · ε, ε ~ N(0, I), τ = {temperature:g} (draw #{seed}, step {session.step:,})")
 
 
@@ -98,9 +102,19 @@ def interpolation_section(session: TrainingSession) -> None:
     steps = steps_col.slider("Steps", 3, 15, 10, key="vae.interp_steps")
     frames = analysis.interpolate(session.model, test.images[a], test.images[b], steps)  # (steps, D)
     row = torch.cat([test.images[a][None], torch.from_numpy(frames), test.images[b][None]])  # (steps + 2, D)
-    show_image_rows([row], session.data.image_shape,
+    show_image_rows([row], session.data.image_shape, name="VAE interpolation",
                     caption=f"Left: test image A (#{a}, a {int(test.labels[a])}); then decodings of "
-                            f"(1 − t) μ_A + t μ_B for t = 0 … 1; right: test image B (#{b}, a {int(test.labels[b])}).")
+                            f"(1 − t) μ_A + t μ_B for t = 0 … 1; right: test image B (#{b}, a {int(test.labels[b])}) "
+                            f"· step {session.step:,}")
+
+
+def follow_code(key: str, code: float) -> None:
+    """Set the traversal slider ``key`` to ``code`` (the image's code under the weights drawn now) unless the user
+    has moved it since it was last set here: while training runs, an untouched slider follows the code and a moved
+    one keeps its value ("Back to the image's code" starts them all again at the code)."""
+    state, last_set = st.session_state, f"{key}.set"
+    if key not in state or state.get(last_set) == state[key]:
+        state[key] = state[last_set] = code
 
 
 def traversal_section(session: TrainingSession) -> None:
@@ -116,27 +130,28 @@ def traversal_section(session: TrainingSession) -> None:
     with slider_col:
         columns = st.columns(2)
         for k in range(dims):
-            start = float(np.clip(z0[k], -4.0, 4.0))
-            # the step in the key: a slider starts at the code of the weights drawn now, not of its first drawing
-            z[k] = columns[k % 2].slider(f"z{k + 1}", -4.0, 4.0, start, 0.05,
-                                         key=f"vae.trav.{session.version}.{session.step}.{index}.{reset}.{k}")
+            key = f"vae.trav.{session.version}.{index}.{reset}.{k}"
+            follow_code(key, float(np.clip(z0[k], -4.0, 4.0)))
+            z[k] = columns[k % 2].slider(f"z{k + 1}", -4.0, 4.0, step=0.05, key=key)
         if model.code_dim > dims:
             st.caption(f"Sliders for the first {dims} of {model.code_dim} dimensions; the others stay at the "
                        "image's code.")
     with image_col:
         decoded = analysis.decode_latents(model, z[None])  # (1, D)
         show_image_rows([np.stack([x.numpy(), decoded[0]])], session.data.image_shape, scale=4,
+                        name="VAE decoding of the sliders",
                         caption=f"Left: test image #{index} (a {int(test.labels[index])}); right: the decoding of "
                                 f"the sliders' z = ({', '.join(f'{v:.2f}' for v in z[:dims])}"
-                                f"{', …' if model.code_dim > dims else ''})")
+                                f"{', …' if model.code_dim > dims else ''}) · step {session.step:,}")
         st.button("Back to the image's code", key="vae.trav_reset", icon=":material/undo:", on_click=bump,
                   args=(TRAVERSAL_RESET_KEY,))
     with slider_col:
         values = np.linspace(-3.0, 3.0, 9)
         rows = [analysis.latent_traversal(model, x, k, values) for k in range(dims)]  # each (9, D)
-        show_image_rows(rows, session.data.image_shape, scale=2,
+        show_image_rows(rows, session.data.image_shape, scale=2, name="VAE latent traversal",
                         caption=f"Row k sweeps z_k through {', '.join(f'{v:g}' for v in values)} with the other "
-                                f"dimensions at the image's code (rows z1 … z{dims}, top to bottom).")
+                                f"dimensions at the image's code (rows z1 … z{dims}, top to bottom) · "
+                                f"step {session.step:,}")
 
 
 # ---------------------------------------------------------------- the page
@@ -174,9 +189,5 @@ what_you_are_seeing(
 )
 beta = beta_slider(session)
 session = training_panel(VARIANT, extra_views=live_views, fixed={"beta": beta})
-if session.has_model and session.data is not None:
-    if session.model.code_dim != 2:
-        tsne_section(session, "vae", picked_key=PICKED_KEY)
-    samples_section(session)
-    interpolation_section(session)
-    traversal_section(session)
+if session.has_model and session.data is not None and session.model.code_dim != 2:
+    tsne_section(session, "vae", picked_key=PICKED_KEY)

@@ -109,8 +109,11 @@ def chart_spec(chart: Any) -> dict:
 
 
 def chart_specs(at: AppTest) -> list[dict]:
-    """Every drawn Plotly chart's JSON spec, in page order."""
-    return [chart_spec(chart) for chart in at.get("plotly_chart")]
+    """Every drawn Plotly chart's JSON spec: the still charts in page order, then the live ones (drawn while a run
+    trains by vaelab/ui/live_chart.py, a component whose arguments carry the spec)."""
+    live = [json.loads(c.proto.json_args)["spec"] for c in at.get("component_instance")
+            if c.proto.component_name.endswith("vaelab_live_chart")]
+    return [chart_spec(chart) for chart in at.get("plotly_chart")] + live
 
 
 def chart_title(spec: dict) -> str:

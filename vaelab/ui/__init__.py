@@ -4,6 +4,7 @@ A page is layout only. The pattern (see ``pages/ae.py``)::
 
     import streamlit as st
     from vaelab import analysis, plots
+    from vaelab.ui.charts import show_chart
     from vaelab.ui.explain import what_you_are_seeing
     from vaelab.ui.images import show_image_rows, show_picture
     from vaelab.ui.session import TrainingSession, model_cached
@@ -11,7 +12,7 @@ A page is layout only. The pattern (see ``pages/ae.py``)::
 
     def live_views(session: TrainingSession) -> None:        # redrawn inside the live fragment while training
         show_picture(analysis.filter_grid(analysis.first_layer_weights(session.model), session.data.image_shape))
-        st.plotly_chart(fig, key=f"sparse.hist.{session.redraws}")   # a fresh key per redraw
+        show_chart(fig, key="sparse.hist", name="Sparse mean activations")   # a stable key: updated in place
 
     st.title("Sparse autoencoder")
     what_you_are_seeing("...", [r"\\mathcal{L} = ..."])
@@ -25,7 +26,10 @@ Modules:
     training_panel  ``training_panel(variant, extra_views=..., defaults=..., fixed=...)`` -> TrainingSession
     session         TrainingSession (model, history, config, data, step, status), ``model_cached``, ``run_model``
     controls / live_view / checkpoint_panel   the panel's parts (buttons, live fragment, save / load)
-    images          ``show_image_rows`` (rows of digits), ``show_picture`` (filter grids, manifolds)
+    images          ``show_image_rows`` (rows of digits), ``show_picture`` (filter grids, manifolds): inline PNGs, each
+                    with a PNG download (caption in its metadata)
+    charts          ``show_chart(fig, key=<stable key>, name=<file name>)``: every Plotly chart; toolbar clear of
+                    titles and legends, PNG and SVG export
     latent_views    cached test codes, clickable latent map + picked image, ELBO split table, t-SNE on request
     layout          ``side_by_side(session, *views)``, ``train_under_progress_bar`` (a companion model in place)
     reference       ``reference_beside(session, name, measure, **changes)``: a reference net (e.g. lam = 0) trained

@@ -1,32 +1,148 @@
 """The one way a page draws a Plotly chart: ``show_chart(figure, key=..., name=...)``.
 
-``key`` names the chart for good (no per-redraw counter), so a live redraw updates the same element; ``name`` is the
-exported file's name (the toolbar's camera button). Every chart of the app goes through here, so toolbar placement,
-export formats and presenter sizing are decided in one place.
+``key`` names the chart for good (no per-redraw counter), so a live redraw updates the same element in place: a
+fresh key every redraw made Streamlit drop the chart and build a new one, blank until Plotly had drawn it again (the
+empty charts seen during training on a busy machine). ``name`` is the exported file's name. Every chart of the app
+goes through here, so the toolbar's placement and the export formats are decided once:
+
+- Plotly's toolbar (modebar) shows at the top right of a chart on hover, over whatever is there. Here every chart
+  with a title or a legend above its plot gets a band of ``TOOLBAR_BAND`` px at its top for the toolbar alone: the
+  title is pinned below the band and the plot (with a legend above it) moves down by as much, so no title or legend
+  is covered (:func:`clear_of_toolbar`).
+- Export: the toolbar's camera saves a 2x PNG named after ``name``; a second button beside it saves the same chart as
+  SVG. Plotly's Python config cannot add a button (a custom button needs a JavaScript function), so
+  :func:`install_svg_export` puts a small script on the page once, which adds that button to every chart's toolbar
+  and has Plotly.js write the SVG in the browser: no server work, nothing to install (kaleido would need a Chrome on
+  the server), and it works offline. The app calls it once per run (``app.py``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from vaelab.figure_export import file_stem
 
-def file_stem(name: str) -> str:
-    """'Loss curves (step 1,200)' -> 'loss-curves-step-1200': a portable file name."""
-    stem = re.sub(r"[^A-Za-z0-9]+", "-", name.replace(",", "")).strip("-").lower()
-    return stem or "figure"
+__all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "install_svg_export", "live_key",
+           "show_chart"]
+
+TOOLBAR_BAND = 30  # px at the top of a chart kept for Plotly's toolbar (a 22 px row of buttons and its padding)
+DEFAULT_TOP = 40  # px: top margin of a chart whose figure sets none (the house margin, plots.MARGIN)
+SVG_BUTTON_TITLE = "Download plot as SVG"
 
 
 def chart_config(name: str) -> dict[str, Any]:
-    """Plotly's client config: the camera button saves a 2x PNG named after ``name``."""
-    return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": file_stem(name), "scale": 2}}
+    """Plotly's client config: the camera button saves a 2x PNG named after ``name``; the lasso and box selection
+    buttons go (no chart here selects areas), so the toolbar is short."""
+    return {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+            "toImageButtonOptions": {"format": "png", "filename": file_stem(name), "scale": 2}}
 
 
-def show_chart(figure: go.Figure, *, key: str, name: str, on_select: Callable[[], None] | str = "ignore",
-               **kwargs: Any) -> Any:
-    """Draw ``figure`` under the stable ``key``; ``name`` names its exported file."""
+def _has_title(figure: go.Figure) -> bool:
+    return bool(figure.layout.title.text)
+
+
+def _legend_on_top(figure: go.Figure) -> bool:
+    legend = figure.layout.legend
+    return legend.y is not None and legend.y >= 1.0 and legend.yanchor in ("bottom", None)
+
+
+def clear_of_toolbar(figure: go.Figure, band: int = TOOLBAR_BAND) -> go.Figure:
+    """Keep the top ``band`` px of a chart with a title or a top legend free for the toolbar: the title pinned just
+    below the band, the top margin (hence the plot and a legend above it) ``band`` px lower, the height ``band`` px
+    more when the figure sets one. Changes ``figure`` in place (once: a second call leaves it) and returns it."""
+    if not (_has_title(figure) or _legend_on_top(figure)) or figure.layout.meta == "clear-of-toolbar":
+        return figure
+    top = figure.layout.margin.t if figure.layout.margin.t is not None else DEFAULT_TOP
+    figure.update_layout(margin={"t": top + band}, meta="clear-of-toolbar")
+    if figure.layout.height is not None:
+        figure.update_layout(height=figure.layout.height + band)
+    if _has_title(figure):
+        figure.update_layout(title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band}})
+    return figure
+
+
+def live_key(key: str) -> str:
+    """The key of a chart's live (component) form: distinct from its still form's, whose state is another kind."""
+    return f"{key}.live"
+
+
+def show_chart(figure: go.Figure, *, key: str, name: str, live: bool = False,
+               on_select: Callable[[], None] | str = "ignore", **kwargs: Any) -> Any:
+    """Draw ``figure`` under the stable ``key``, clear of the toolbar; ``name`` names its exported files.
+
+    ``live``: the chart is redrawn while a run trains (pass ``session.running``): it is drawn by
+    :func:`vaelab.ui.live_chart.live_chart`, which updates it in place, instead of ``st.plotly_chart``, which
+    re-creates it (blank meanwhile) whenever its data change. A callable ``on_select`` then runs on a click on a point
+    (the point's customdata in ``st.session_state[live_key(key)]["point"]``)."""
+    figure = clear_of_toolbar(figure)
+    if live:
+        from vaelab.ui.live_chart import live_chart  # writes the component's files on first use
+
+        clickable = callable(on_select)
+        return live_chart(figure, key=live_key(key), config=chart_config(name), clickable=clickable,
+                          on_click=on_select if clickable else None)
     return st.plotly_chart(figure, key=key, on_select=on_select, config=chart_config(name), **kwargs)
+
+
+# Adds an "SVG" button beside the camera of every Plotly toolbar on the page, now and whenever a toolbar is (re)built
+# (Plotly rebuilds it when a chart's buttons change). A click saves the chart as SVG through the camera's own code:
+# the chart's toImageButtonOptions format is "svg" for the length of that one synchronous click, so the file gets
+# the same name (``chart_config``). Installed once per browser tab (window flag).
+_SVG_EXPORT_SCRIPT = """
+<script>
+(() => {
+  if (window.__vaelabSvgExport) return;
+  window.__vaelabSvgExport = true;
+  const TITLE = "__TITLE__";
+  const ICON = '<svg viewBox="0 0 30 16" width="24" height="13" aria-hidden="true"><text x="0" y="12.5" '
+    + 'font-size="12" font-family="sans-serif" font-weight="700" fill="currentColor">SVG</text></svg>';
+  function addButton(camera) {
+    const group = camera.parentElement;
+    if (!group || group.querySelector('[data-vaelab-svg]')) return;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'modebar-btn';
+    button.setAttribute('rel', 'tooltip');
+    button.setAttribute('data-title', TITLE);
+    button.setAttribute('aria-label', TITLE);
+    button.setAttribute('data-vaelab-svg', '1');
+    button.style.color = getComputedStyle(camera.querySelector('path') || camera).fill || 'rgba(68,68,68,0.3)';
+    button.innerHTML = ICON;
+    button.addEventListener('click', (event) => {
+      event.preventDefault();
+      event.stopPropagation();
+      const chart = button.closest('.js-plotly-plot');
+      const options = chart && chart._context && chart._context.toImageButtonOptions;
+      if (!options) return;
+      const format = options.format;
+      options.format = 'svg';
+      try { camera.click(); } finally { options.format = format; }
+    });
+    camera.insertAdjacentElement('afterend', button);
+  }
+  function scan() {
+    document.querySelectorAll('.js-plotly-plot .modebar-btn[data-title^="Download plot"]').forEach((camera) => {
+      if (!camera.hasAttribute('data-vaelab-svg')) addButton(camera);
+    });
+  }
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; scan(); });
+  }).observe(document.body, {childList: true, subtree: true});
+  scan();
+})();
+</script>
+""".replace("__TITLE__", SVG_BUTTON_TITLE)
+
+
+def install_svg_export() -> None:
+    """Put the SVG export script on the page (in the sidebar, where its empty element takes no room from a page).
+    Call once per full run of the app, outside fragments."""
+    with st.sidebar:
+        st.html(_SVG_EXPORT_SCRIPT, unsafe_allow_javascript=True)

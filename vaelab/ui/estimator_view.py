@@ -13,6 +13,7 @@ import torch
 
 from vaelab import analysis, plots
 from vaelab.estimators import ESTIMATORS, encoder_gradient_estimates
+from vaelab.ui.charts import show_chart
 from vaelab.ui.session import TrainingSession
 
 IMAGES = 64  # fixed test images the variances are measured on
@@ -55,7 +56,7 @@ def estimator_variance_view(session: TrainingSession) -> None:
     fig = plots.line_chart(steps, lines, x_title="training step", y_title="variance (log scale)", log_y=True,
                            markers=len(rows) < 30,
                            title="Variance of a one-draw estimate of the encoder's gradient")
-    st.plotly_chart(fig, key=f"vae.estimators.{session.redraws}")
+    show_chart(fig, key="vae.estimators", name="Gradient estimator variance", live=session.running)
     rep, plain, base = rows[-1][1:]
     st.caption(f"The same {IMAGES} test images and {DRAWS} draws ε per image at every step; variance across draws "
                f"of d E_q[f] / d(μ, log σ²), f = −log p(x|z), averaged over images and coordinates. Now: the "

@@ -1,17 +1,29 @@
-"""Pictures as crisp PNGs: nearest-neighbour upscaled so 28x28 digits and filter grids stay sharp on screen.
+"""Pictures as crisp PNGs: nearest-neighbour upscaled so 28x28 digits and filter grids stay sharp on screen, drawn
+inline and each with a small download button.
 
 ``show_image_rows`` draws rows of flattened images (e.g. originals over reconstructions); ``show_picture``
 draws any 2-D array in [0, 1] (a filter grid or manifold from :mod:`vaelab.analysis`). Both are cheap enough to
 redraw live inside the training panel's fragment.
+
+Why inline: ``st.image`` given pixels stores a PNG in Streamlit's media file manager and sends the browser its URL.
+A file no script run refers to any more is deleted at the end of the next run, fragment runs included; while
+training, the live fragment redraws every second or so, and a busy browser that fetches a URL after the next
+redraw gets a 404 and shows a broken-image icon (seen under CPU load on every image of a page at once). Here the PNG
+travels inside the page as a ``data:`` URI (``st.image`` passes such a URL through untouched), so there is nothing
+to fetch and nothing to lose. The download button makes its file on click (a deferred ``data`` callable) and never
+reruns the page (``on_click="ignore"``), so a download does not interrupt training.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
 import torch
+
+from vaelab.figure_export import data_uri, file_stem, picture_png
 
 TARGET_PIXELS = 84  # on-screen height of one image when the scale is chosen automatically
 PAD_VALUE = 0.5  # grey lines between images
@@ -52,17 +64,39 @@ def image_grid(rows: Sequence[torch.Tensor | np.ndarray], image_shape: tuple[int
     return to_png_array(grid, scale if scale is not None else max(1, round(TARGET_PIXELS / h)))
 
 
+def default_name(caption: str | None) -> str:
+    """A figure's name from its caption when the page gives none: its first clause, without numbers (so that the
+    name, and the download button's key made from it, stay the same as the step in the caption moves on)."""
+    first = re.split(r"[.:(·;]", caption or "", maxsplit=1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"[0-9,#]+", " ", first)).strip() or "picture"
+
+
+def show_png(pixels: np.ndarray, *, name: str, caption: str | None = None, width: int | str = "content") -> bytes:
+    """Draw a (H, W) uint8 picture inline with its caption, and a PNG download button under it whose file is named
+    after ``name`` and carries ``name`` and ``caption`` in its metadata. Returns the PNG bytes."""
+    png = picture_png(pixels, title=name, caption=caption)
+    st.image(data_uri(png), caption=caption, width=width)
+    stem = file_stem(name)
+    st.download_button("PNG", lambda: png, file_name=f"{stem}.png", mime="image/png", key=f"png.{stem}",
+                       on_click="ignore", icon=":material/download:", type="tertiary",
+                       help=f"Download “{name}” as a PNG file (its caption is in the file's metadata).")
+    return png
+
+
 def show_image_rows(rows: Sequence[torch.Tensor | np.ndarray], image_shape: tuple[int, int], *,
                     row_names: Sequence[str] | None = None, caption: str | None = None,
-                    scale: int | None = None) -> None:
-    """Draw rows of images (e.g. originals over reconstructions) with a caption naming the rows."""
+                    scale: int | None = None, name: str | None = None) -> None:
+    """Draw rows of images (e.g. originals over reconstructions) with a caption naming the rows; ``name`` names the
+    downloaded file (default: from the row names, else the caption) and must be unique on the page."""
+    name = name or (default_name(" over ".join(row_names)) if row_names else default_name(caption))
     if row_names:
         rows_text = "Top to bottom: " + ", ".join(row_names)
         caption = f"{rows_text}. {caption}" if caption else rows_text
-    st.image(image_grid(rows, image_shape, scale=scale), caption=caption)
+    show_png(image_grid(rows, image_shape, scale=scale), name=name, caption=caption)
 
 
 def show_picture(array2d: np.ndarray | torch.Tensor, *, scale: int = 3, caption: str | None = None,
-                 width: int | str = "content") -> None:
-    """Draw one 2-D picture in [0, 1] (filter grid, manifold, sample grid), upscaled ``scale`` times."""
-    st.image(to_png_array(array2d, scale), caption=caption, width=width)
+                 width: int | str = "content", name: str | None = None) -> None:
+    """Draw one 2-D picture in [0, 1] (filter grid, manifold, sample grid), upscaled ``scale`` times; ``name`` as for
+    :func:`show_image_rows`."""
+    show_png(to_png_array(array2d, scale), name=name or default_name(caption), caption=caption, width=width)

@@ -20,6 +20,7 @@ import streamlit as st
 import torch
 
 from vaelab import analysis, plots
+from vaelab.ui.charts import live_key, show_chart
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model
 from vaelab.ui.sidebar import current_settings
@@ -60,19 +61,25 @@ def stale_caption(session: TrainingSession, step: int) -> None:
 
 # ---------------------------------------------------------------- the clickable map and the picked image
 def pick_point(picked_key: str, chart_key: str, test_indices: np.ndarray) -> None:
-    """on_select callback of a latent map: remember the test index of the first picked point."""
-    picked = plots.selected_indices(st.session_state.get(chart_key))
+    """on_select callback of a latent map: remember the test index of the first picked point (a selection event of
+    the still chart, or the clicked point of the live one: see :func:`vaelab.ui.charts.show_chart`)."""
+    live = st.session_state.get(live_key(chart_key))
+    if isinstance(live, dict) and "point" in live:
+        picked = plots.selected_indices({"selection": {"points": [{"customdata": live["point"]}]}})
+    else:
+        picked = plots.selected_indices(st.session_state.get(chart_key))
     if picked and 0 <= picked[0] < len(test_indices):
         st.session_state[picked_key] = int(test_indices[picked[0]])
 
 
 def clickable_map(points: np.ndarray, labels: np.ndarray, test_indices: np.ndarray, key: str, title: str,
-                  picked_key: str, axis_titles: tuple[str, str] = MEAN_AXES) -> None:
-    """A latent scatter whose clicked point becomes the picked test image (stored under ``picked_key``)."""
+                  picked_key: str, axis_titles: tuple[str, str] = MEAN_AXES, live: bool = False) -> None:
+    """A latent scatter whose clicked point becomes the picked test image (stored under ``picked_key``); ``live``
+    while a run trains (see :func:`vaelab.ui.charts.show_chart`)."""
     fig = plots.latent_scatter(points, labels, title=title, axis_titles=axis_titles)
     fig.update_layout(clickmode="event+select")
-    st.plotly_chart(fig, key=key, on_select=partial(pick_point, picked_key, key, test_indices),
-                    selection_mode="points")
+    show_chart(fig, key=key, name=f"{key} latent map", on_select=partial(pick_point, picked_key, key, test_indices),
+               selection_mode="points", live=live)
 
 
 def picked_view(session: TrainingSession, picked_key: str) -> None:
@@ -89,20 +96,21 @@ def picked_view(session: TrainingSession, picked_key: str) -> None:
     else:
         mu_text = ", ".join(f"{v:.2f}" for v in mu[0, :4].tolist()) + (", …" if mu.shape[1] > 4 else "")
         decoding = f"its decoding from μ = ({mu_text})"
-    show_image_rows([torch.stack([x, decoded[0]])], session.data.image_shape, scale=3,
-                    caption=f"Picked: test image #{index} (a {int(y)}) · {decoding}")
+    show_image_rows([torch.stack([x, decoded[0]])], session.data.image_shape, scale=3, name="Picked test image",
+                    caption=f"Picked: test image #{index} (a {int(y)}) · {decoding} · step {session.step:,}")
     if model.uses_labels:
         labels = torch.arange(model.n_classes)
         same_style = run_model(model, model.decode, mu.expand(model.n_classes, -1), labels)  # (C, D)
-        show_image_rows([same_style], session.data.image_shape, scale=2,
-                        caption="The same μ decoded with each label 0 … 9: the style stays, the digit follows y.")
+        show_image_rows([same_style], session.data.image_shape, scale=2, name="Same style with each label",
+                        caption="The same μ decoded with each label 0 … 9: the style stays, the digit follows y "
+                                f"(step {session.step:,}).")
     st.caption(PICK_HINT)
 
 
 def live_code_map(session: TrainingSession, prefix: str, picked_key: str, title_start: str) -> None:
     """The live map of the posterior means of the test sample (2-D latent), and the picked image under it."""
     codes, labels, idx = test_codes(session)
-    clickable_map(codes, labels, idx, key=f"{prefix}.map.{session.redraws}", picked_key=picked_key,
+    clickable_map(codes, labels, idx, key=f"{prefix}.map", picked_key=picked_key, live=session.running,
                   title=f"{title_start} {len(codes):,} test images (step {session.step:,})")
     picked_view(session, picked_key)
 
@@ -148,9 +156,10 @@ def tsne_section(session: TrainingSession, prefix: str, empty_caption: str | Non
                    "posterior means near each other in 2-D. Press the button to draw it.")
         return
     step, (points, labels) = found
-    key, title = f"{prefix}.tsne.{session.version}.{step}.{n}", f"t-SNE of {len(points):,} {codes_name} (step {step:,})"
+    key, title = f"{prefix}.tsne", f"t-SNE of {len(points):,} {codes_name} (step {step:,})"
     if picked_key is None:
-        st.plotly_chart(plots.latent_scatter(points, labels, axis_titles=TSNE_AXES, title=title), key=key)
+        show_chart(plots.latent_scatter(points, labels, axis_titles=TSNE_AXES, title=title), key=key,
+                   name=f"{prefix} t-SNE map")
         stale_caption(session, step)
         return
     map_col, picked_col = st.columns([3, 2])

@@ -21,6 +21,7 @@ import streamlit as st
 import torch
 
 from vaelab import analysis, evaluate, plots, posterior
+from vaelab.ui.charts import show_chart
 from vaelab.ui.session import TrainingSession, latest_cached, model_cached
 
 GAP_IMAGES = 30  # fixed, evenly spaced test images whose mean gap is shown (about 0.1 s of quadrature each)
@@ -248,11 +249,12 @@ def picked_posterior_view(session: TrainingSession, picked_key: str, may_work: b
                                         float(result.q_std[0]), title=title)
             caption = (f"Solid: p(z|x) = exp(log p(x|z) + log N(z; 0, 1) − log p(x)) on {len(grid.axes[0])} grid "
                        "points; dashed: the encoder's q(z|x) = N(μ, σ²). The heat map is drawn for a 2-D latent.")
-        st.plotly_chart(fig, key=f"{picked_key}.posterior.{session.version}.{step}.{index}")
+        show_chart(fig, key=f"{picked_key}.posterior", name="True posterior and q(z|x)", live=session.running)
         st.caption(caption)
     with bound_col:
-        fig = plots.importance_bound_figure(result.draws, grid.log_px, title="Importance-weighted bound against K")
-        st.plotly_chart(fig, key=f"{picked_key}.bound.{session.version}.{step}.{index}")
+        fig = plots.importance_bound_figure(result.draws, grid.log_px,
+                                            title=f"Importance-weighted bound against K, step {step:,}")
+        show_chart(fig, key=f"{picked_key}.bound", name="Importance-weighted bound against K", live=session.running)
         repeats = ", ".join(f"{n} at K = {k:,}" for k, n in IS_REPEATS.items())
         st.caption("log (1/K) Σₖ p(x|zₖ) p(zₖ) / q(zₖ|x) with zₖ ~ q(z|x), drawn again and again with fresh zₖ "
                    f"({repeats}): dots are draws, the line their mean ± 1 standard error. Its mean is at most "
@@ -306,8 +308,8 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
                    "images done.")
     if len(curve.points) > 1:
         steps = sorted(curve.points)
-        st.plotly_chart(plots.gap_curve(steps, [curve.points[s] for s in steps], title="Mean gap against the step"),
-                        key=f"{prefix}.gap_chart.{session.version}.{steps[-1]}.{len(steps)}")
+        show_chart(plots.gap_curve(steps, [curve.points[s] for s in steps], title="Mean gap against the step"),
+                   key=f"{prefix}.gap_chart", name="Mean ELBO gap against the step", live=session.running)
         st.caption(f"While training runs, a point each time the {len(x)} images are done for a copy of the "
                    f"weights, a few at a time so that these views take about {WORK_SHARE:.0%} of the time; and one "
                    "when it stops.")
@@ -322,9 +324,9 @@ def kl_view(session: TrainingSession, prefix: str) -> None:
     kl = kl_per_dimension(mu, logvar)
     active = evaluate.count_active_units(mu)
     title = (f"KL per dimension: {active['active']} of {active['units']} active, "
-             f"total {kl.sum():.2f} nats")
-    st.plotly_chart(plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title),
-                    key=f"{prefix}.kl_dims.{session.version}.{session.step}")
+             f"total {kl.sum():.2f} nats, step {session.step:,}")
+    show_chart(plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title),
+               key=f"{prefix}.kl_dims", name="KL per latent dimension", live=session.running)
     st.caption(f"Bar j: the mean over {len(idx):,} test images of KL(q(z_j|x) ‖ N(0, 1)) = ½(μ_j² + σ_j² − "
                "log σ_j² − 1); the bars add up to the kl term. Coloured: an active unit, whose posterior mean "
                f"varies over the images (Var_x(μ_j) > {active['threshold']:g}); grey: inactive, q(z_j|x) ≈ N(0, 1) "
@@ -340,9 +342,10 @@ def aggregate_view(session: TrainingSession, prefix: str) -> None:
     centres = cell_centres()
     area = (2 * AGGREGATE_LIMIT / AGGREGATE_CELLS) ** 2
     inside = float(q.sum() * area)
-    fig = plots.density_pair(centres, q, p, titles=(f"aggregate posterior q(z), {len(idx):,} test images",
+    fig = plots.density_pair(centres, q, p, titles=(f"aggregate posterior q(z), {len(idx):,} test images, "
+                                                    f"step {session.step:,}",
                                                     "prior p(z) = N(0, I)"))
-    st.plotly_chart(fig, key=f"{prefix}.aggregate.{session.version}.{session.step}")
+    show_chart(fig, key=f"{prefix}.aggregate", name="Aggregate posterior and prior", live=session.running)
     st.caption(f"Left: q(z) = (1/N) Σᵢ N(z; μᵢ, diag σᵢ²), the mixture of the encoder's Gaussians over N = "
                f"{len(idx):,} test images; right: the prior. Each of the {AGGREGATE_CELLS} × {AGGREGATE_CELLS} cells "
                f"over [−{AGGREGATE_LIMIT:g}, {AGGREGATE_LIMIT:g}]² shows the density's mean over the cell (its "

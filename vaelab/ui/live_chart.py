@@ -1,0 +1,125 @@
+"""A Plotly chart that a live redraw updates in place: a small Streamlit component around Plotly.js's ``react``.
+
+Why: in Streamlit 1.67 ``st.plotly_chart`` gives every chart an id hashed from its figure, key or not, and the
+browser keys the chart's React component on that id. A figure with new data is therefore a new component: the old
+chart is removed and a new one mounted, blank until Plotly has drawn it again. During training every live chart is
+rebuilt every redraw; on a busy machine the browser takes long enough over it that screenshots and a probe sampling
+the page every 50 ms found charts blank in a quarter of the samples (README, "Steady under load"). Streamlit's own
+fix (keyed charts that update in place) is not in 1.67.
+
+This component keeps one iframe per chart key for good (a keyed component's identity is its key) and hands each new
+figure to ``Plotly.react`` inside it, which updates the drawn chart in place: nothing is removed, nothing blanks.
+Plotly.js comes from the plotly Python package itself (``package_data/plotly.min.js``), copied once next to the
+component's page in a cache folder, so it works offline and adds no dependency. Its toolbar has the camera (PNG) and
+an SVG button, both named after the chart (``charts.chart_config``). A click on a point reports the point's
+``customdata`` (the clickable latent maps).
+
+Used by :func:`vaelab.ui.charts.show_chart` for charts drawn while a run trains (``live=True``); a still page draws
+``st.plotly_chart`` (its charts do not change, so they are never rebuilt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import plotly
+import plotly.graph_objects as go
+import plotly.io as pio
+import streamlit.components.v1 as components
+
+NAME = "vaelab_live_chart"
+DEFAULT_HEIGHT = 450  # px: st.plotly_chart's height for a figure that sets none
+FONT = '"Source Sans Pro", "Source Sans 3", sans-serif'  # Streamlit's font, so a live chart looks like a still one
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8">
+<style>html, body { margin: 0; padding: 0; overflow: hidden; background: transparent; }</style>
+<script src="plotly.min.js"></script>
+</head><body><div id="chart"></div>
+<script>
+const chart = document.getElementById("chart");
+let frameHeight = 0, clicks = 0, listening = false;
+const send = (type, data) => window.parent.postMessage({isStreamlitMessage: true, type, ...data}, "*");
+const SVG_ICON = Plotly.Icons.disk;  // the floppy disk: "save", beside the camera's PNG
+function render(args) {
+  const layout = {...args.spec.layout, autosize: true, height: args.height};
+  if (layout.title && layout.title.text) layout.title = {...layout.title, text: "<b>" + layout.title.text + "</b>"};
+  const config = {...args.config, responsive: true, showSendToCloud: false, showLink: false};
+  config.modeBarButtonsToAdd = [{name: "svg", title: "Download plot as SVG", icon: SVG_ICON,
+    click: gd => Plotly.downloadImage(gd, {format: "svg", filename: args.config.toImageButtonOptions.filename})}];
+  chart.style.height = args.height + "px";
+  Plotly.react(chart, args.spec.data, layout, config).then(() => {
+    if (!listening && args.clickable) {
+      listening = true;
+      chart.on("plotly_click", event => {
+        const point = event.points && event.points[0];
+        if (point && point.customdata !== undefined) {
+          clicks += 1;
+          send("streamlit:setComponentValue", {value: {point: point.customdata, clicks}, dataType: "json"});
+        }
+      });
+    }
+  });
+  if (args.height !== frameHeight) {
+    frameHeight = args.height;
+    send("streamlit:setFrameHeight", {height: frameHeight});
+  }
+}
+window.addEventListener("message", event => {
+  if (event.data && event.data.type === "streamlit:render") render(event.data.args);
+});
+send("streamlit:componentReady", {apiVersion: 1});
+</script></body></html>
+"""
+
+
+def component_dir() -> Path:
+    """The component's folder (its page and Plotly.js), made once per plotly version in the temporary folder."""
+    folder = Path(tempfile.gettempdir()) / f"vaelab-live-chart-{plotly.__version__}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    for name, write in (("plotly.min.js", lambda tmp: shutil.copyfile(source, tmp)),
+                        ("index.html", lambda tmp: Path(tmp).write_text(_PAGE, encoding="utf-8"))):
+        target = folder / name
+        if name == "plotly.min.js" and target.exists() and target.stat().st_size == source.stat().st_size:
+            continue
+        if name == "index.html" and target.exists() and target.read_text(encoding="utf-8") == _PAGE:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, target)  # atomic: another server process never reads half a file
+    return folder
+
+
+_component: Callable[..., Any] | None = None
+
+
+def _declared() -> Callable[..., Any]:
+    global _component
+    if _component is None:
+        _component = components.declare_component(NAME, path=str(component_dir()))
+    return _component
+
+
+def figure_spec(figure: go.Figure) -> dict[str, Any]:
+    """The figure as Plotly.js reads it, on a plain white template in Streamlit's font (Streamlit's own theme is
+    applied by its chart element only; the page bolds the title, as Streamlit does)."""
+    figure = go.Figure(figure)  # a copy: the caller's figure keeps its template
+    figure.update_layout(template="plotly_white", font_family=FONT)
+    return json.loads(pio.to_json(figure, validate=False))
+
+
+def live_chart(figure: go.Figure, *, key: str, config: dict[str, Any], clickable: bool = False,
+               on_click: Callable[[], None] | None = None) -> Any:
+    """Draw ``figure`` in the chart component under ``key`` (the same iframe for every redraw). With ``clickable``,
+    a click on a point sets the component's value to {"point": customdata, "clicks": n} and calls ``on_click``."""
+    height = int(figure.layout.height or DEFAULT_HEIGHT)
+    return _declared()(spec=figure_spec(figure), config=config, height=height, clickable=clickable, key=key,
+                       default=None, on_change=on_click)
