@@ -8,6 +8,7 @@ from vaelab import compare, evaluate, plots
 from vaelab.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from vaelab.config import ConfigError
 from vaelab.data import DataError
+from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.pages import require_app_frame
@@ -34,6 +35,16 @@ def load(path: str) -> Checkpoint:
 def data_for(entry: compare.Entry):
     """The checkpoint's own dataset (mnist-5k stands in for a download that cannot be made)."""
     return cached_data(*compare.data_spec(entry.meta)).data
+
+
+def labelled_rows(rows: list[tuple[str, str, object]], image_shape: tuple[int, int]) -> None:
+    """One row of images per line, its label beside it: whose images (bold) and what they are."""
+    for who, what, images in rows:
+        label, pictures = st.columns([1, 5], vertical_alignment="center")
+        label.markdown(f"**{who}**")
+        label.caption(what)
+        with pictures:
+            show_image_rows([images], image_shape, name=f"{who} {what}")
 
 
 def compute_metrics(entries: list[compare.Entry], k: int, n: int) -> None:
@@ -79,11 +90,22 @@ if not entries:
 
 table = compare.comparison_table(entries)
 st.subheader("Saved models")
-st.dataframe(table.drop(columns=["model", "path"]), hide_index=True, key="compare.table",
-             column_config={name: st.column_config.NumberColumn(format=fmt)
-                            for name, fmt in compare.number_formats(table).items()})
+extra = st.multiselect("More columns", compare.optional_columns(table), key="compare.columns",
+                       help="The table shows the main columns; the CSV holds them all.")
+shown = compare.shown_columns(table, extra)
+same = compare.same_in_every_row(table, shown)
+if same:
+    st.caption("Every model: " + " · ".join(f"{name} **{value}**" for name, value in same.items()))
+formats = compare.number_formats(table)
+column_config = {name: st.column_config.NumberColumn(format=formats[name], width=compare.column_width(name))
+                 if name in formats else st.column_config.TextColumn(width=compare.column_width(name))
+                 for name in shown}
+column_config["model"] = st.column_config.TextColumn("model", width=compare.column_width("model"),
+                                                     help="variant / checkpoint name")
+st.dataframe(table, hide_index=True, key="compare.table", column_order=[c for c in shown if c not in same],
+             column_config=column_config)
 st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="vaelab-models.csv",
-                   mime="text/csv", icon=":material/download:", key="compare.csv")
+                   mime="text/csv", icon=":material/download:", key="compare.csv", on_click="ignore")
 for entry in entries:
     if not entry.readable:
         st.warning(f"`{entry.path}` is unreadable: {entry.error}", icon=":material/broken_image:")
@@ -91,7 +113,8 @@ for entry in entries:
 readable = {str(e.path): e for e in entries if e.readable}
 if not readable:
     st.stop()
-chosen = st.multiselect("Models to compare (two to four)", list(readable), default=list(readable)[:2],
+chosen = st.multiselect("Models to compare (two to four; the two saved last first)", list(readable),
+                        default=[str(e.path) for e in compare.most_recent(entries, 2)],
                         format_func=lambda p: readable[p].label, max_selections=4, key="compare.selection")
 selected = [readable[p] for p in chosen]
 
@@ -135,14 +158,13 @@ except DataError as error:
 if data is not None:
     st.subheader("Reconstructions of the same test images")
     x, y = compare.test_images(data.test.images, data.test.labels, N_IMAGES)
-    rows, names, skipped = [x], ["test images"], []
+    rows, skipped = [("Originals", f"test images from {data.test.source}", x)], []
     for label, ckpt in loaded.items():
         if ckpt.meta.get("input_dim") != data.input_dim:
             skipped.append(label)
             continue
-        rows.append(compare.reconstructions(ckpt.model, x, y))
-        names.append(label)
-    show_image_rows(rows, data.image_shape, row_names=names, caption=f"Test images from {data.test.source}.")
+        rows.append((label, "reconstructions of the originals", compare.reconstructions(ckpt.model, x, y)))
+    labelled_rows(rows, data.image_shape)
     if skipped:
         st.caption(f"Not shown (trained on images of another size): {', '.join(skipped)}.")
 
@@ -150,15 +172,13 @@ if data is not None:
                   and ckpt.meta.get("input_dim") == data.input_dim}
     if generative:
         st.subheader("Samples")
-        rows, names = [], []
+        rows = []
         for label, ckpt in generative.items():
             samples = compare.generated_samples(ckpt.model, N_IMAGES)
             if samples is not None:
-                rows.append(samples)
-                names.append(label)
+                rows.append((label, "samples: decoded draws from its prior (the same seed for all)", samples))
         if rows:
-            show_image_rows(rows, data.image_shape, row_names=names,
-                            caption="Decoded draws from each model's prior (the same seed for all).")
+            labelled_rows(rows, data.image_shape)
         else:
             st.caption("None of the selected generative models can sample yet.")
 
@@ -168,7 +188,7 @@ histories = {e.label: e.meta.get("history") or [] for e in selected}
 terms = compare.common_terms(list(histories.values()))
 if terms:
     term = st.selectbox("Term", terms, key="compare.term", help="Terms every selected model reports.")
-    st.plotly_chart(plots.compare_loss_curves(histories, term), key="compare.curves")
+    show_chart(plots.compare_loss_curves(histories, term), key="compare.curves", name=f"Compare loss curves {term}")
 else:
     st.caption("The selected models share no loss term.")
 
@@ -178,6 +198,7 @@ columns = st.columns(2)
 for i, (title, names, values) in enumerate(bars):
     with columns[i % 2]:
         fig = plots.bar_chart(names, values, title=title).update_layout(height=BAR_HEIGHT)
-        st.plotly_chart(fig.update_traces(texttemplate="%{y:.4~g}", textposition="auto"), key=f"compare.bar.{i}")
+        show_chart(fig.update_traces(texttemplate="%{y:.4~g}", textposition="auto"), key=f"compare.bar.{i}",
+                   name=f"Compare {title}")
 if not any(title.startswith("log p(x)") or "probe" in title for title, _, _ in bars):
     st.caption("Log-likelihood and probe accuracy appear here once computed (**Compute metrics** above).")

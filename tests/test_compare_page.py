@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import chart_specs, chart_title, mnist_5k_subset, no_exception, open_page
-from vaelab import evaluate
-from vaelab.checkpoints import checkpoint_dir, read_metadata, save_trainer
+from tests.helpers import all_captions, chart_specs, chart_title, mnist_5k_subset, no_exception, open_page
+from vaelab import compare, evaluate
+from vaelab.checkpoints import checkpoint_dir, read_metadata, save_trainer, update_metadata
 from vaelab.data import DataBundle
 from vaelab.training import Trainer
 from vaelab.variants import get_variant
@@ -26,9 +27,9 @@ def small_data() -> DataBundle:
     return mnist_5k_subset(500, slice(None, None, 10))  # the page evaluates on the checkpoints' own mnist-5k
 
 
-def save_tiny(data: DataBundle, variant: str, name: str, steps: int = 10) -> Path:
+def save_tiny(data: DataBundle, variant: str, name: str, steps: int = 10, **overrides) -> Path:
     sizes = {"ae": {"code_size": 4}, "vae": {"latent_dim": 2}}[variant]
-    config = get_variant(variant).config_cls(hidden_sizes=(16,), batch_size=50, epochs=1, **sizes)
+    config = get_variant(variant).config_cls(hidden_sizes=(16,), batch_size=50, epochs=1, **sizes, **overrides)
     trainer = Trainer(variant, config, data, seed=0, log_every=2)
     trainer.advance(max_steps=steps)  # 10 steps: the whole epoch, so a test row too
     return save_trainer(trainer, name)
@@ -65,11 +66,15 @@ def test_compare_page_shows_two_checkpoints_side_by_side_and_caches_metrics(smal
     assert at.get("download_button")
     selection = at.multiselect(key="compare.selection")
     assert len(selection.value) == 2 and str(broken) not in selection.options
-    # reconstructions (test images + one row per model), samples of the VAE
-    images = at.get("image")
-    assert len(images) == 2
-    captions = " ".join(str(img.proto) for img in images)
-    assert "vae / tiny-vae" in captions and "ae / tiny-ae" in captions
+    # one labelled row each: the originals, a reconstruction row per model, the VAE's samples
+    assert len(at.get("image")) == 4
+    names = ("**Originals**", "**vae / tiny-vae**", "**ae / tiny-ae**")
+    labels = [m.value for m in at.markdown if m.value in names]
+    assert labels[0] == "**Originals**" and set(labels[1:3]) == set(names[1:]) and labels[3] == names[1]
+    captions = [c.value for c in at.caption]
+    assert captions.count("reconstructions of the originals") == 2
+    assert sum(c.startswith("samples: decoded draws from its prior") for c in captions) == 1
+    assert not any("Top to bottom" in c for c in all_captions(at))
     figures = plotly_figures(at)
     curves = next(f for f in figures if "Loss curves" in f["title"] or "total per image" in f["title"])
     assert {"vae / tiny-vae \u00b7 train", "ae / tiny-ae \u00b7 train"} <= {t["name"] for t in curves["data"]}
@@ -100,3 +105,28 @@ def test_selecting_one_model_asks_for_a_second(small_data):
     no_exception(at)
     assert any("at least two" in i.value for i in at.info)
     assert not at.get("image")
+
+
+def test_the_two_models_saved_last_are_chosen_and_the_table_shows_its_main_columns(small_data):
+    saved = {name: save_tiny(small_data, "ae", name, lr=lr) for name, lr in (("a-oldest", 0.001), ("b-newest", 0.002),
+                                                                             ("c-middle", 0.003))}
+    for name, created in (("a-oldest", "2026-01-01T10:00:00+00:00"), ("b-newest", "2026-03-01T10:00:00+00:00"),
+                          ("c-middle", "2026-02-01T10:00:00+00:00")):
+        update_metadata(saved[name], created=created)
+    at = compare_page()
+    assert at.multiselect(key="compare.selection").value == [str(saved["b-newest"]), str(saved["c-middle"])]
+    shown = list(at.dataframe[0].proto.column_order)
+    # the same dataset and epochs in every row: said once above the table, not in two columns
+    assert shown == ["model", "settings", "test total", "created"]
+    assert any(c.value == "Every model: dataset **mnist-5k** · epochs **1**" for c in at.caption)
+    at.multiselect(key="compare.columns").set_value(["test reconstruction", "samples/s"]).run()
+    no_exception(at)
+    assert list(at.dataframe[0].proto.column_order)[-2:] == ["samples/s", "test reconstruction"]  # table order
+    assert set(at.dataframe[0].value.columns) >= {"variant", "name", "path", "status"}  # the CSV keeps them all
+
+
+def test_the_main_columns_with_every_metric_fit_the_page_at_1280_px():
+    every_metric = pd.DataFrame(columns=[*compare.MAIN_COLUMNS, "BCE", "kNN probe"])
+    shown = compare.shown_columns(every_metric)
+    assert set(shown) == set(compare.MAIN_COLUMNS)
+    assert sum(compare.column_width(c) for c in shown) <= compare.TABLE_WIDTH
