@@ -30,9 +30,13 @@ from vaelab.ui.restart import restart_notice
 
 
 def render_sidebar() -> None:
+    from vaelab.live_worker import warm_up_in_background
+    from vaelab.ui.session import live_backend
     from vaelab.ui.sidebar import render_sidebar  # imports torch and loads the dataset
 
     render_sidebar()
+    if live_backend() == "worker":
+        warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
 
 
 def view_bar(spec: PageSpec) -> None:
