@@ -14,7 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import TIMEOUT, new_app, no_exception, open_page, run_until_stopped, session_of, set_form
+from tests.helpers import TIMEOUT, new_app, no_exception, open_page, run_until_stopped, session_of, set_form, stop_reset
 from vaelab import data
 from vaelab.checkpoints import CheckpointError
 from vaelab.data import DownloadError
@@ -180,7 +180,7 @@ def test_ae_page_trains_live_pauses_resumes_and_survives_a_page_switch():
     assert len(at.get("plotly_chart")) >= 3  # loss curves, code histogram, 2-D code map
     assert at.image[0].captions[0].startswith("Top to bottom: test images, reconstructions")
 
-    at.button(key="panel.ae.reset").click().run()
+    stop_reset(at, "ae")
     assert session.status == "idle" and session.model is None
     assert not at.text_input(key="cfg.ae.hidden_sizes").disabled
 
@@ -201,7 +201,7 @@ def test_save_then_load_through_the_ui_restores_the_model_and_resumes():
     at.button(key="panel.ae.overwrite_yes").click().run()
     assert "Saved `tiny`" in at.success[0].value and not at.warning
 
-    at.button(key="panel.ae.reset").click().run()
+    stop_reset(at, "ae")
     assert session.model is None
     assert "tiny · mnist-5k" in at.selectbox(key="panel.ae.load_choice").format_func(
         at.selectbox(key="panel.ae.load_choice").value)
@@ -318,7 +318,7 @@ def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeyp
     session = session_of(at)
     saved_history, expected = [dict(r) for r in session.history], _reconstruct_fixed(session)
     at.button(key="panel.ae.save").click().run()
-    at.button(key="panel.ae.reset").click().run()
+    stop_reset(at, "ae")
 
     def cannot_resume(ckpt, data, device="cpu"):
         raise CheckpointError("resume needs the same training set")
