@@ -88,3 +88,25 @@ def test_a_page_without_a_lesson_model_offers_no_button():
     at.switch_page("pages/ae.py").run()
     no_exception(at)
     assert not any(b.key == "panel.ae.lesson" for b in at.button)
+
+
+def test_a_run_that_fails_is_reported_as_failed_with_its_reason():
+    specs = classroom.lesson_specs("idx:/no/such/folder", variants=["ae"], epochs=1)
+    job = classroom.start(specs)
+    job.thread.join(JOB_TIMEOUT_S)
+    (model,) = job.progress()
+    assert model.state == classroom.FAILED and "/no/such/folder" in model.error
+    assert classroom.lesson_checkpoint("ae") is None
+
+
+def test_home_s_classroom_section_imports_no_torch():
+    """Home draws its button and progress before torch loads (app.py draws Home before the sidebar)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, vaelab.ui.classroom_panel, vaelab.classroom as c; c.current_job(); "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"
