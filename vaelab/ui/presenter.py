@@ -23,6 +23,7 @@ ZOOM = 1.25
 # long one was cut at the right of its column ("(β = 1 : total =", "x = σ(g(z"). KaTeX splits a formula into
 # unbreakable parts after each top-level relation and binary operator; letting the line wrap breaks it there.
 BASE_CSS = """
+[data-testid="stMainBlockContainer"] { padding-top: 4.25rem; }
 .katex-display { overflow-x: visible !important; overflow-y: visible !important; padding: 0 0.3em; }
 .katex-display > .katex { white-space: normal !important; max-width: 100%; }
 .katex-display > .katex > .katex-html { white-space: normal !important; }
@@ -33,19 +34,23 @@ PRESENTER_CSS = f"""
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapseButton"] {{ display: none !important; }}
 [data-testid="stExpander"]:has([class*="{FORM_CLASS}"]) {{ display: none !important; }}
-[data-testid="stTooltipIcon"]:not(:has(button, a, input, label)) {{ display: none !important; }}
-[data-testid="stMainBlockContainer"] {{ zoom: {ZOOM}; max-width: none; padding: 2.5rem 1.5rem 4rem 1.5rem; }}
+[data-testid="stTooltipIcon"]:has(button[aria-label^="Help for"]) {{ display: none !important; }}
+[data-testid="stMainBlockContainer"] {{ zoom: {ZOOM}; max-width: none; padding: 3.4rem 1.5rem 4rem 1.5rem; }}
+[data-testid="stPlotlyChart"] {{ zoom: {1 / ZOOM:.4f}; }}
 """
 
 CONTRAST_CSS = """
-.stApp, [data-testid="stHeader"], section[data-testid="stSidebar"], [data-testid="stBottomBlockContainer"] {
+.stApp, [data-testid="stHeader"], section[data-testid="stSidebar"], section[data-testid="stSidebar"] > div,
+[data-testid="stBottomBlockContainer"] {
   background: #ffffff !important; color: #000000 !important; }
 .stApp p, .stApp li, .stApp label, .stApp span, .stApp h1, .stApp h2, .stApp h3, .stApp h4, .stApp h5,
 .stApp summary, .stApp code, [data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] *,
 [data-testid="stImageCaption"], [data-testid="stWidgetLabel"] * { color: #000000 !important; }
 .stApp a, .stApp a * { color: #0033aa !important; }
-[data-testid="stExpander"] details, [data-testid="stPopover"] button, .stApp input, .stApp textarea,
-[data-baseweb="select"] > div { border: 2px solid #000000 !important; background: #ffffff !important; }
+[data-testid="stExpander"] details { border: 2px solid #000000 !important; }
+.stApp input:not([role="combobox"]), .stApp textarea { border: 2px solid #000 !important; background: #fff !important; }
+[data-testid="stSelectbox"] div:has(> input[role="combobox"]) { border: 2px solid #000000 !important; }
+[data-testid="stCaptionContainer"], [data-testid="stImageCaption"] { opacity: 1 !important; }
 [data-testid="stCode"] pre, .stApp code { background: #f2f2f2 !important; }
 [data-testid="stAlert"] * { color: #000000 !important; }
 """
