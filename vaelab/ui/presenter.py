@@ -1,9 +1,11 @@
 """The presenter view and the projector theme: one bar of controls at the top of every page, one style sheet.
 
 The presenter view (toggle, or ``present=1`` in a link) hides the sidebar, the hyper-parameter form and the help
-icons, and draws the page 25 % larger (fonts, pictures and charts together: the page is laid out for a narrower
-screen and zoomed, as the browser's own zoom does). The high-contrast theme (toggle) is a light theme for projectors:
-black on white, no grey text, strong borders; Streamlit's own light and dark themes stay in its settings menu.
+icons, and draws the page 25 % larger: text and pictures are zoomed as the browser's own zoom does (pictures stay
+crisp: nearest-neighbour). Plotly charts are drawn at 1:1 inside the zoomed page (under CSS zoom Plotly clipped the
+latent map's points and would misplace clicks); they gain the sidebar's width. The high-contrast theme (toggle) is a
+light theme for projectors: black on white, no grey text, strong borders; Streamlit's own light and dark themes are
+unchanged.
 
 Always, in both views: long formulas in the "What you are seeing" boxes wrap at their top-level relations and
 operators (KaTeX breaks there once its line may wrap) instead of running out of the page.
@@ -37,6 +39,7 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stTooltipIcon"]:has(button[aria-label^="Help for"]) {{ display: none !important; }}
 [data-testid="stMainBlockContainer"] {{ zoom: {ZOOM}; max-width: none; padding: 3.4rem 1.5rem 4rem 1.5rem; }}
 [data-testid="stPlotlyChart"] {{ zoom: {1 / ZOOM:.4f}; }}
+[data-testid="stImage"] img {{ image-rendering: pixelated; }}
 """
 
 CONTRAST_CSS = """
