@@ -121,9 +121,24 @@ def _open_from_root_and_start(page, url: str, title: str, epochs: int | None = N
     start.click()
 
 
+LIVE_CHART = 'iframe[title$="vaelab_live_chart"]'  # a chart drawn while a run trains (vaelab/ui/live_chart.py)
+_LIVE_INDEX = """text => Array.from(document.querySelectorAll('iframe[title$="vaelab_live_chart"]')).findIndex(
+    f => Boolean(f.contentDocument && f.contentDocument.body && f.contentDocument.body.textContent.includes(text)))"""
+_ANY_CHART = """text => (""" + _LIVE_INDEX.split("=> ", 1)[1] + """) >= 0 || Array.from(
+    document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(c => c.textContent.includes(text))"""
+
+
+def _chart(page, text: str):
+    """The chart that shows ``text``, once one does: a live chart's frame while a run trains, else the still chart."""
+    page.wait_for_function(_ANY_CHART, arg=text, timeout=WAIT_MS)
+    index = page.evaluate(_LIVE_INDEX, text)
+    if index >= 0:
+        return page.frame_locator(LIVE_CHART).nth(index).locator("#chart")
+    return page.locator('[data-testid="stPlotlyChart"]').filter(has_text=text)
+
+
 def _loss_chart_drawn(page) -> None:
-    loss_chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="train · reconstruction")
-    loss_chart.locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
+    _chart(page, "train · reconstruction").locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
 
 
 def _filter_grid_step(page) -> int:
@@ -183,7 +198,7 @@ def test_vae_page_trains_in_a_worker_and_every_picture_follows_in_headless_chrom
     def check(page):
         _open_from_root_and_start(page, app_server.url, "Variational autoencoder", epochs=500)  # outlasts the test
         _loss_chart_drawn(page)
-        latent_map = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Posterior means")
+        latent_map = _chart(page, "Posterior means")
         latent_map.locator("path.point").first.wait_for(state="visible", timeout=WAIT_MS)
         assert latent_map.locator("path.point").count() >= 500  # the test codes, coloured by digit
         # the prior samples sit far below the panel: they redraw from the worker's newest weights while it trains

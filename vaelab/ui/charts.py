@@ -1,19 +1,24 @@
 """The one way a page draws a Plotly chart: ``show_chart(figure, key=..., name=...)``.
 
-``key`` names the chart for good (no per-redraw counter), so a live redraw updates the same element in place: a
-fresh key every redraw made Streamlit drop the chart and build a new one, blank until Plotly had drawn it again (the
-empty charts seen during training on a busy machine). ``name`` is the exported file's name. Every chart of the app
-goes through here, so the toolbar's placement and the export formats are decided once:
+``key`` names the chart for good (no per-redraw counter); ``name`` is the exported file's name. Every chart of the
+app goes through here, so live drawing, the toolbar's placement and the export formats are decided once:
+
+- Live: a chart redrawn while a run trains (``live=True``) is drawn by :mod:`vaelab.ui.live_chart`, which updates it
+  in place. ``st.plotly_chart`` (Streamlit 1.67) identifies a chart by a hash of its figure, key or not, and the
+  browser re-creates the chart whenever that id changes: with new data every redraw, the chart was removed and
+  rebuilt, blank until Plotly had drawn it again (the empty charts seen during training on a busy machine). A chart
+  that does not change (a still page) keeps ``st.plotly_chart``.
 
 - Plotly's toolbar (modebar) shows at the top right of a chart on hover, over whatever is there. Here every chart
   with a title or a legend above its plot gets a band of ``TOOLBAR_BAND`` px at its top for the toolbar alone: the
   title is pinned below the band and the plot (with a legend above it) moves down by as much, so no title or legend
   is covered (:func:`clear_of_toolbar`).
 - Export: the toolbar's camera saves a 2x PNG named after ``name``; a second button beside it saves the same chart as
-  SVG. Plotly's Python config cannot add a button (a custom button needs a JavaScript function), so
-  :func:`install_svg_export` puts a small script on the page once, which adds that button to every chart's toolbar
-  and has Plotly.js write the SVG in the browser: no server work, nothing to install (kaleido would need a Chrome on
-  the server), and it works offline. The app calls it once per run (``app.py``).
+  SVG, written by Plotly.js in the browser: no server work, nothing to install (kaleido would need a Chrome on the
+  server), and it works offline. A live chart has it in its own toolbar (:mod:`vaelab.ui.live_chart`); for
+  ``st.plotly_chart``, whose config cannot take a button (a custom button needs a JavaScript function),
+  :func:`install_svg_export` puts a small script on the page that adds one to every chart's toolbar. The app calls
+  it once per run (``app.py``).
 """
 
 from __future__ import annotations
@@ -98,8 +103,18 @@ _SVG_EXPORT_SCRIPT = """
   if (window.__vaelabSvgExport) return;
   window.__vaelabSvgExport = true;
   const TITLE = "__TITLE__";
-  const ICON = '<svg viewBox="0 0 30 16" width="24" height="13" aria-hidden="true"><text x="0" y="12.5" '
-    + 'font-size="12" font-family="sans-serif" font-weight="700" fill="currentColor">SVG</text></svg>';
+  const NS = "http://www.w3.org/2000/svg";
+  function icon() {  // built node by node: Streamlit's sanitiser drops a script whose text holds markup
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 30 16"); svg.setAttribute("width", "24"); svg.setAttribute("height", "13");
+    const text = document.createElementNS(NS, "text");
+    text.setAttribute("x", "0"); text.setAttribute("y", "12.5"); text.setAttribute("font-size", "12");
+    text.setAttribute("font-family", "sans-serif"); text.setAttribute("font-weight", "700");
+    text.setAttribute("fill", "currentColor");
+    text.textContent = "SVG";
+    svg.appendChild(text);
+    return svg;
+  }
   function addButton(camera) {
     const group = camera.parentElement;
     if (!group || group.querySelector('[data-vaelab-svg]')) return;
@@ -111,7 +126,7 @@ _SVG_EXPORT_SCRIPT = """
     button.setAttribute('aria-label', TITLE);
     button.setAttribute('data-vaelab-svg', '1');
     button.style.color = getComputedStyle(camera.querySelector('path') || camera).fill || 'rgba(68,68,68,0.3)';
-    button.innerHTML = ICON;
+    button.appendChild(icon());
     button.addEventListener('click', (event) => {
       event.preventDefault();
       event.stopPropagation();

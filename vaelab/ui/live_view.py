@@ -151,7 +151,7 @@ def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
         return
     terms = curve_terms(session.history, exclude=getattr(session.model, "diagnostic_terms", ()))
     figure = plots.loss_curves(drawn_history(session.history), terms=terms, log_y=log_y)
-    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves step {session.step}")
+    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves", live=session.running)
 
 
 def reconstruction_rows(session: TrainingSession, n_images: int) -> list[torch.Tensor] | None:

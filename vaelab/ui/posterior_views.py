@@ -252,8 +252,7 @@ def picked_posterior_view(session: TrainingSession, picked_key: str, may_work: b
         show_chart(fig, key=f"{picked_key}.posterior", name="True posterior and q(z|x)", live=session.running)
         st.caption(caption)
     with bound_col:
-        fig = plots.importance_bound_figure(result.draws, grid.log_px,
-                                            title=f"Importance-weighted bound against K, step {step:,}")
+        fig = plots.importance_bound_figure(result.draws, grid.log_px, title="Importance-weighted bound against K")
         show_chart(fig, key=f"{picked_key}.bound", name="Importance-weighted bound against K", live=session.running)
         repeats = ", ".join(f"{n} at K = {k:,}" for k, n in IS_REPEATS.items())
         st.caption("log (1/K) Σₖ p(x|zₖ) p(zₖ) / q(zₖ|x) with zₖ ~ q(z|x), drawn again and again with fresh zₖ "
