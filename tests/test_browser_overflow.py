@@ -34,6 +34,7 @@ OVERFLOW_JS = """([tol, slack]) => {
   if (root.scrollWidth > root.clientWidth + tol)
     problems.push(`the page scrolls sideways: ${root.scrollWidth} px in a ${root.clientWidth} px window`);
   const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const box = r => `${Math.round(r.left)}..${Math.round(r.right)} x ${Math.round(r.top)}..${Math.round(r.bottom)} px`;
   const visible = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
   const columnOf = el => el.parentElement.closest(
       '[data-testid="stColumn"], [data-testid="stExpanderDetails"], [data-testid="stMainBlockContainer"]');
@@ -62,7 +63,9 @@ OVERFLOW_JS = """([tol, slack]) => {
     const frame = chart.getBoundingClientRect();
     const title = chart.querySelector('.gtitle'), legend = chart.querySelector('.legend');
     const bar = chart.querySelector('.modebar');
-    const name = title ? title.textContent.slice(0, 50) : 'untitled chart';
+    const entries = legend ? Array.from(legend.querySelectorAll('.legendtext')).map(t => t.textContent) : [];
+    const name = title && title.textContent ? title.textContent.slice(0, 50)
+      : `untitled chart, legend: ${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}`;
     if (title) {
       const t = title.getBoundingClientRect();
       if (t.left < frame.left - tol || t.right > frame.right + tol)
@@ -76,7 +79,7 @@ OVERFLOW_JS = """([tol, slack]) => {
         const r = item.getBoundingClientRect();
         const s = slack;
         if (r.width && b.left < r.right - s && r.left < b.right - s && b.top < r.bottom - s && r.top < b.bottom - s)
-          problems.push(`the toolbar covers the ${what} of "${name}"`);
+          problems.push(`the toolbar covers the ${what} of "${name}" (toolbar ${box(b)}, ${what} ${box(r)})`);
       }
     }
   }
