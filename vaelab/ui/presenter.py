@@ -54,6 +54,10 @@ CONTRAST_CSS = """
 .stApp input:not([role="combobox"]), .stApp textarea { border: 2px solid #000 !important; background: #fff !important; }
 [data-testid="stSelectbox"] div:has(> input[role="combobox"]) { border: 2px solid #000000 !important; }
 [data-testid="stCaptionContainer"], [data-testid="stImageCaption"] { opacity: 1 !important; }
+.stApp input, .stApp textarea { color: #000 !important; -webkit-text-fill-color: #000 !important; }
+.stApp button:not([data-testid="stBaseButton-primary"]), [data-testid="stExpander"] summary,
+[data-testid="stSelectbox"] div:has(> input[role="combobox"]), [data-testid="stNumberInputContainer"] * {
+  background-color: #ffffff !important; color: #000000 !important; }
 [data-testid="stCode"] pre, .stApp code { background: #f2f2f2 !important; }
 [data-testid="stAlert"] * { color: #000000 !important; }
 """
