@@ -5,7 +5,8 @@ ROOT url, goes to each page, types a long run into Epochs, presses Start and the
 ``--every`` seconds for ``--seconds`` seconds:
 
 - broken images: an <img> that finished loading with no picture (``complete && naturalWidth == 0``);
-- empty charts: a Plotly chart element with no drawn plot (no ``svg.main-svg``, or no trace in it);
+- empty charts: a Plotly chart element with no drawn plot (no ``svg.main-svg``), or the loss chart with no curve
+  (live charts are iframes of ``vaelab/ui/live_chart.py``: their documents are read too);
 - redraw gaps: the times between changes of the progress line (an in-page poller every 20 ms); p90 reported;
 - caption lag: the pictures captioned "step N" (prior samples, reconstructions, filters, ...) against the
   progress line: at a sample time t showing step N, the lag is t minus the time the progress line first showed a
@@ -52,20 +53,33 @@ POLLER = """() => {
   }, 20);
 }"""
 
+# The charts of a page: Streamlit's (still) charts and, while a run trains, the live charts (same-origin iframes of
+# vaelab/ui/live_chart.py); for each, the document its plot lives in.
+CHART_DOCS = """() => [
+  ...Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).map(c => c),
+  ...Array.from(document.querySelectorAll('iframe[title$="vaelab_live_chart"]')).map(
+    f => (f.contentDocument && f.contentDocument.body) || null)]"""
+
 SAMPLE = """() => {
   const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'));
   const broken = imgs.filter(i => i.complete && i.naturalWidth === 0).length;
-  const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
-  const empty = charts.filter(c => !c.querySelector('svg.main-svg') || !c.querySelector('.trace, .imagelayer image'))
-    .length;
+  const charts = (""" + CHART_DOCS + """)();
+  // blank: not drawn (no plot), or the loss chart (legend "train · ...") drawn with no curve; a chart whose figure
+  // has no data yet (the mean gap before its first point) is drawn, with axes, and is not counted
+  const empty = charts.filter(c => !c || !c.querySelector('svg.main-svg')
+    || ((c.textContent || '').includes('train · ') && !c.querySelector('.trace'))).length;
   const captions = [];
-  for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], '
-      + 'figcaption, .gtitle, [data-testid="stMarkdownContainer"] p')) {
+  const texts = [...document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], '
+      + 'figcaption, .gtitle, [data-testid="stMarkdownContainer"] p')];
+  for (const c of charts) if (c) texts.push(...c.querySelectorAll('.gtitle'));
+  for (const el of texts) {
     const text = el.textContent || '';
     if (text.includes('step ') && !text.includes('samples/s')) captions.push(text.slice(0, 160));
   }
   return {t: performance.now(), broken, empty, images: imgs.length, charts: charts.length, captions};
 }"""
+
+FIRST_CURVE = """() => (""" + CHART_DOCS + """)().some(c => c && c.querySelector('path.js-line'))"""
 
 
 def busy_core(seconds: float) -> subprocess.Popen:
@@ -93,8 +107,7 @@ def reset(page) -> None:
 def probe(page, seconds: float, every: float) -> dict:
     page.evaluate("(" + POLLER + ")()")
     page.get_by_role("button", name="Start").click()
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(
-        c => c.querySelector('path.js-line'))""", timeout=WAIT_MS)
+    page.wait_for_function(FIRST_CURVE, timeout=WAIT_MS)
     samples = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
