@@ -59,8 +59,8 @@ def code_map(session: TrainingSession) -> None:
 
     points = model_cached(session, "pca_map", compute)
     fig = plots.latent_scatter(points, y.numpy(), axis_titles=("PC 1", "PC 2"),
-                               title=f"PCA of the bit probabilities μ of {len(points):,} test images, "
-                                     f"step {session.step:,}")
+                               title=f"PCA of the bit probabilities μ<br><sup>{len(points):,} test images, "
+                                     f"step {session.step:,}</sup>")
     show_chart(fig, key="binary.map", name="Binary VAE code map", live=session.running)
 
 

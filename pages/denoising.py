@@ -67,8 +67,12 @@ def sweep_figure(session: TrainingSession, kind: str):
 
     denoised, noisy = model_cached(session, "sweep", compute, kind)
     fig = plots.line_chart(SWEEP_LEVELS, {"denoised by this model": denoised, "corrupted input (no model)": noisy},
-                           title=f"Error against noise level ({kind}, {len(x)} test images), step {session.step:,}",
+                           title=f"Error against noise level ({kind})<br><sup>{len(x)} test images, "
+                                 f"step {session.step:,}</sup>",
                            x_title="noise level a", y_title="Σᵢ (xᵢ − x̂ᵢ)² per image")
+    # two title lines (charts.clear_of_toolbar makes room) and the legend below the plot fit a half-width column
+    fig.update_layout(margin={**plots.MARGIN, "b": 90},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
     if kind == session.config.corruption:
         fig.add_vline(x=session.config.noise_level, line={"color": "grey", "dash": "dot"},
                       annotation_text="trained at")

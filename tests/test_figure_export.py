@@ -14,7 +14,7 @@ from PIL import Image
 
 from vaelab.figure_export import data_uri, file_stem, picture_png, read_png_text
 from vaelab.ui import images
-from vaelab.ui.charts import TOOLBAR_BAND, chart_config, clear_of_toolbar
+from vaelab.ui.charts import TITLE_LINE, TOOLBAR_BAND, chart_config, clear_of_toolbar
 from vaelab.ui.live_chart import figure_spec
 
 
@@ -69,6 +69,13 @@ def test_a_titled_chart_keeps_a_band_for_the_toolbar_above_its_title():
     assert fig.layout.title.pad.t == TOOLBAR_BAND  # the title starts below the band
     clear_of_toolbar(fig)  # once only
     assert fig.layout.margin.t == 40 + TOOLBAR_BAND and fig.layout.height == 300 + TOOLBAR_BAND
+
+
+def test_a_title_of_two_lines_gets_room_for_its_second_line():
+    fig = go.Figure(go.Scatter(x=[0], y=[0]))
+    fig.update_layout(title="Error against noise level<br><sup>200 test images, step 5</sup>", margin={"t": 40})
+    clear_of_toolbar(fig)
+    assert fig.layout.margin.t == 40 + TOOLBAR_BAND + TITLE_LINE
 
 
 def test_a_legend_above_the_plot_moves_down_with_the_plot_and_a_bare_chart_is_left_alone():

@@ -35,6 +35,7 @@ __all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "ins
            "show_chart"]
 
 TOOLBAR_BAND = 30  # px at the top of a chart kept for Plotly's toolbar (a 22 px row of buttons and its padding)
+TITLE_LINE = 18  # px: each further line of a title (a <br> in it)
 DEFAULT_TOP = 40  # px: top margin of a chart whose figure sets none (the house margin, plots.MARGIN)
 SVG_BUTTON_TITLE = "Download plot as SVG"
 
@@ -57,14 +58,16 @@ def _legend_on_top(figure: go.Figure) -> bool:
 
 def clear_of_toolbar(figure: go.Figure, band: int = TOOLBAR_BAND) -> go.Figure:
     """Keep the top ``band`` px of a chart with a title or a top legend free for the toolbar: the title pinned just
-    below the band, the top margin (hence the plot and a legend above it) ``band`` px lower, the height ``band`` px
-    more when the figure sets one. Changes ``figure`` in place (once: a second call leaves it) and returns it."""
+    below the band, the top margin (hence the plot and a legend above it) ``band`` px lower (and ``TITLE_LINE`` more
+    for each further line of the title), the height as much more when the figure sets one. Changes ``figure`` in
+    place (once: a second call leaves it) and returns it."""
     if not (_has_title(figure) or _legend_on_top(figure)) or figure.layout.meta == "clear-of-toolbar":
         return figure
     top = figure.layout.margin.t if figure.layout.margin.t is not None else DEFAULT_TOP
-    figure.update_layout(margin={"t": top + band}, meta="clear-of-toolbar")
+    extra = band + TITLE_LINE * str(figure.layout.title.text or "").count("<br>")  # a title of several lines
+    figure.update_layout(margin={"t": top + extra}, meta="clear-of-toolbar")
     if figure.layout.height is not None:
-        figure.update_layout(height=figure.layout.height + band)
+        figure.update_layout(height=figure.layout.height + extra)
     if _has_title(figure):
         figure.update_layout(title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band}})
     return figure

@@ -75,6 +75,8 @@ def show_png(pixels: np.ndarray, *, name: str, caption: str | None = None, width
     """Draw a (H, W) uint8 picture inline with its caption, and a PNG download button under it whose file is named
     after ``name`` and carries ``name`` and ``caption`` in its metadata. Returns the PNG bytes."""
     png = picture_png(pixels, title=name, caption=caption)
+    if width == "content":  # a URL's size is unknown to Streamlit ("content" would stretch it): its pixel width
+        width = int(pixels.shape[1])
     st.image(data_uri(png), caption=caption, width=width)
     stem = file_stem(name)
     st.download_button("PNG", lambda: png, file_name=f"{stem}.png", mime="image/png", key=f"png.{stem}",
