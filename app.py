@@ -39,12 +39,11 @@ def render_sidebar() -> None:
         warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
 
 
-def view_bar(spec: PageSpec) -> None:
-    """Top right of every page: "Copy link" (variant pages), the presenter view and the high-contrast theme. The
-    address bar shows the page's link as it is at the start of this run."""
+def view_bar(bar, spec: PageSpec) -> None:
+    """Top right of every page (in ``bar``): "Copy link" (variant pages), the presenter view and the high-contrast
+    theme. Drawn once the settings and a linked checkpoint are in, so the link and the address bar hold them."""
     sync_address_bar(current_link(spec.variant))
-    with st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center",
-                      key=presenter.BAR_KEY):
+    with bar:
         if spec.variant is not None:
             link_button(spec.variant, spec.url_path)
         presenter.view_toggles()
@@ -59,9 +58,10 @@ presenter.inject_styles()
 draw_navigation(sections)
 install_svg_export()  # every chart's toolbar gets an SVG button beside its PNG camera (vaelab/ui/charts.py)
 restart_notice()
-view_bar(spec)
+bar = st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center", key=presenter.BAR_KEY)
 link_errors = st.container()  # filled once a linked checkpoint has been tried
 if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
+    view_bar(bar, spec)
     with link_errors:
         show_link_errors()
     page.run()
@@ -70,6 +70,7 @@ else:  # a variant page reads the sidebar's settings of this run
     render_sidebar()
     if spec.variant is not None:
         load_linked_checkpoint(spec.variant)
+    view_bar(bar, spec)
     with link_errors:
         show_link_errors()
     page.run()

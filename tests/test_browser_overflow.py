@@ -11,6 +11,8 @@ and the form and draws the page larger. One server and one browser for all of it
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.helpers import mnist_5k_subset
@@ -110,6 +112,16 @@ def _open(page, url: str) -> None:
     page.wait_for_timeout(700)  # charts draw and expanders open
 
 
+def _copied_link(page) -> str:
+    """The first link under "Copy link" (the normal view's), as its copy button copies it."""
+    page.get_by_role("button", name="Copy link").click()
+    code = page.locator('[data-testid="stPopoverBody"] [data-testid="stCode"] code').first
+    code.wait_for(timeout=WAIT_MS)
+    text = code.inner_text().strip()
+    page.keyboard.press("Escape")
+    return text
+
+
 def _presenter_problems(page) -> list[str]:
     problems = []
     if page.locator('[data-testid="stSidebar"]').is_visible():
@@ -126,6 +138,7 @@ def test_no_page_is_wider_than_its_window_or_column_in_either_view(app_server): 
     targets = [("" if spec.file == HOME_FILE else spec.url_path, "") for spec in existing_pages()]
     targets.append(("vae", f"checkpoint={CHECKPOINT}"))
     problems: list[str] = []
+    copied = ""
     title_heights: dict[str, float] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
@@ -151,7 +164,15 @@ def test_no_page_is_wider_than_its_window_or_column_in_either_view(app_server): 
                         problems += [f"{where}: {problem}" for problem in found]
                     if path == "":
                         title_heights[view] = page.locator("h1").first.bounding_box()["height"]
+                    if query and view == "normal":
+                        copied = _copied_link(page)
+            _open(page, copied)  # the copied link, opened: the page again, with the checkpoint loaded
+            latent_map = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Posterior means")
+            loaded_shown = latent_map.count() > 0  # drawn only when a model is there
         finally:
             browser.close()
+    assert re.fullmatch(rf"{re.escape(app_server.url)}/vae\?.*checkpoint={CHECKPOINT}.*", copied), copied
+    assert "server=" not in copied
+    assert loaded_shown, f"the copied link {copied} did not load {CHECKPOINT}"
     assert not problems, "\n".join(problems)
     assert title_heights["presenter"] > 1.2 * title_heights["normal"]  # the presenter view draws larger

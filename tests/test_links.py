@@ -139,7 +139,6 @@ def test_a_link_names_only_what_differs_from_its_preset_and_sets_seed_and_datase
     assert at.number_input(key="vaelab.seed").value == 3
     assert at.selectbox(key="vaelab.dataset").value == "digits"
     assert any("Train: digits" in c.value for c in at.sidebar.caption)
-    at.run()
     assert copied_link(at) == {"preset": "lecture", "beta": "4.0", "seed": "3", "dataset": "digits"}
 
 
@@ -225,8 +224,7 @@ def test_a_link_opens_the_presenter_view_and_loads_a_named_checkpoint():
     assert session.has_model and session.step == 4
     assert cls.from_dict(links.form_values("ae", at.session_state)[1]) == config  # the form shows its config
     assert at.toggle(key=presenter.PRESENT_KEY).value
-    at.run()
-    assert copied_link(at)["checkpoint"] == "lesson"
+    assert copied_link(at)["checkpoint"] == "lesson"  # in the very run that loaded it
     presenter_link = dict(parse_qsl(urlsplit(at.get("code")[1].value).query))
     assert presenter_link["present"] == "1" and presenter_link["checkpoint"] == "lesson"
 

@@ -20,7 +20,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -372,10 +372,14 @@ def sync_address_bar(params: Mapping[str, str]) -> None:
 
 
 def page_url(url_path: str, params: Mapping[str, str]) -> str:
-    """The full link: the browser's address of this page (``st.context.url``, no query) and ``params``."""
-    base = st.context.url or f"/{url_path}"
+    """The full link: the browser's scheme, host and port (``st.context.url``), the server's base path, the page's
+    URL path and ``params``. Not st.context.url's own path: Streamlit 1.67 trims a page path from it by a plain suffix
+    match, so on /vae it trimmed the Autoencoder page's "ae" and answered "/v/vae"."""
+    parts = urlsplit(st.context.url or "")
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    path = "/".join(p for p in (str(st.get_option("server.baseUrlPath") or "").strip("/"), url_path) if p)
     query = urlencode(dict(params))
-    return f"{base}?{query}" if query else base
+    return f"{origin}/{path}" + (f"?{query}" if query else "")
 
 
 def link_button(variant: str, url_path: str) -> None:
