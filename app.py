@@ -16,7 +16,7 @@ import plotly.express  # noqa: F401
 import streamlit as st
 
 from vaelab.ui import presenter
-from vaelab.ui.charts import install_svg_export
+from vaelab.ui.charts import install_figure_helpers
 from vaelab.ui.links import (
     apply_link,
     current_link,
@@ -56,7 +56,7 @@ spec = spec_of(page)
 apply_link(spec.variant)  # a session's first run: a link's settings go in before anything is drawn
 presenter.inject_styles()
 draw_navigation(sections)
-install_svg_export()  # every chart's toolbar gets an SVG button beside its PNG camera (vaelab/ui/charts.py)
+install_figure_helpers()  # charts' SVG button beside the PNG camera; pictures never wider than their column
 restart_notice()
 bar = st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center", key=presenter.BAR_KEY)
 link_errors = st.container()  # filled once a linked checkpoint has been tried

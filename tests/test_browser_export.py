@@ -65,7 +65,7 @@ def test_a_chart_downloads_as_svg_and_png_and_an_image_grid_as_png_with_its_capt
         chart.locator(".main-svg").first.wait_for(timeout=WAIT_MS)
         chart.hover()
         svg_button = chart.locator('[data-title="Download plot as SVG"]')
-        svg_button.wait_for(timeout=WAIT_MS)  # added by the page's script (charts.install_svg_export)
+        svg_button.wait_for(timeout=WAIT_MS)  # added by the page's script (charts.install_figure_helpers)
         with page.expect_download(timeout=WAIT_MS) as svg_download:
             svg_button.click()
         with page.expect_download(timeout=WAIT_MS) as png_download:

@@ -17,7 +17,7 @@ app goes through here, so live drawing, the toolbar's placement and the export f
   SVG, written by Plotly.js in the browser: no server work, nothing to install (kaleido would need a Chrome on the
   server), and it works offline. A live chart has it in its own toolbar (:mod:`vaelab.ui.live_chart`); for
   ``st.plotly_chart``, whose config cannot take a button (a custom button needs a JavaScript function),
-  :func:`install_svg_export` puts a small script on the page that adds one to every chart's toolbar. The app calls
+  :func:`install_figure_helpers` puts a small script on the page that adds one to every chart's toolbar. The app calls
   it once per run (``app.py``).
 """
 
@@ -31,7 +31,7 @@ import streamlit as st
 
 from vaelab.figure_export import file_stem
 
-__all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "install_svg_export", "live_key",
+__all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "install_figure_helpers", "live_key",
            "show_chart"]
 
 TOOLBAR_BAND = 30  # px at the top of a chart kept for Plotly's toolbar (a 22 px row of buttons and its padding)
@@ -159,8 +159,11 @@ _SVG_EXPORT_SCRIPT = """
 """.replace("__TITLE__", SVG_BUTTON_TITLE)
 
 
-def install_svg_export() -> None:
-    """Put the SVG export script on the page (in the sidebar, where its empty element takes no room from a page).
-    Call once per full run of the app, outside fragments."""
+def install_figure_helpers() -> None:
+    """Put the SVG export script and the inline pictures' size rule (``images.IMAGE_STYLE``) on the page, in the
+    sidebar, where their empty element takes no room from a page. Call once per full run of the app, outside
+    fragments."""
+    from vaelab.ui.images import IMAGE_STYLE
+
     with st.sidebar:
-        st.html(_SVG_EXPORT_SCRIPT, unsafe_allow_javascript=True)
+        st.html(IMAGE_STYLE + _SVG_EXPORT_SCRIPT, unsafe_allow_javascript=True)

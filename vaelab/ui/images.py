@@ -25,6 +25,10 @@ import torch
 
 from vaelab.figure_export import data_uri, file_stem, picture_png
 
+# A picture is drawn at its pixel width (its own size: no blur from scaling up), but never wider than its column:
+# Streamlit caps the <img> at 100% yet not the box around it, sized to the given width (the app puts this rule on
+# every page: charts.install_figure_helpers).
+IMAGE_STYLE = '<style>[data-testid="stImageContainer"] { max-width: 100%; }</style>'
 TARGET_PIXELS = 84  # on-screen height of one image when the scale is chosen automatically
 PAD_VALUE = 0.5  # grey lines between images
 

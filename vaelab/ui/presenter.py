@@ -38,7 +38,7 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpander"]:has([class*="{FORM_CLASS}"]) {{ display: none !important; }}
 [data-testid="stTooltipIcon"]:has(button[aria-label^="Help for"]) {{ display: none !important; }}
 [data-testid="stMainBlockContainer"] {{ zoom: {ZOOM}; max-width: none; padding: 3.4rem 1.5rem 4rem 1.5rem; }}
-[data-testid="stPlotlyChart"] {{ zoom: {1 / ZOOM:.4f}; }}
+[data-testid="stPlotlyChart"], iframe[title$="vaelab_live_chart"] {{ zoom: {1 / ZOOM:.4f}; }}
 [data-testid="stImage"] img {{ image-rendering: pixelated; }}
 """
 
