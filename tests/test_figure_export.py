@@ -78,12 +78,16 @@ def test_a_title_of_two_lines_gets_room_for_its_second_line():
     assert fig.layout.margin.t == 40 + TOOLBAR_BAND + TITLE_LINE
 
 
-def test_a_legend_above_the_plot_moves_down_with_the_plot_and_a_bare_chart_is_left_alone():
+def test_a_legend_above_the_plot_keeps_the_top_and_the_toolbar_goes_to_a_band_at_the_right():
     legend_on_top = go.Figure(go.Scatter(x=[0], y=[0], name="a"))
-    legend_on_top.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02}, margin={"t": 10})
+    legend_on_top.update_layout(title="Loss", legend={"orientation": "h", "yanchor": "bottom", "y": 1.02},
+                                margin={"t": 80, "r": 10})
     clear_of_toolbar(legend_on_top)
-    assert legend_on_top.layout.margin.t == 10 + TOOLBAR_BAND  # the paper-anchored legend sits lower with the plot
+    assert legend_on_top.layout.modebar.orientation == "v"  # a column of buttons at the right edge
+    assert legend_on_top.layout.margin.r == 10 + TOOLBAR_BAND and legend_on_top.layout.margin.t == 80
 
+
+def test_a_chart_with_neither_title_nor_top_legend_is_left_alone():
     bare = go.Figure(go.Scatter(x=[0], y=[0]))
     bare.update_layout(margin={"t": 10})
     clear_of_toolbar(bare)

@@ -9,10 +9,10 @@ app goes through here, so live drawing, the toolbar's placement and the export f
   rebuilt, blank until Plotly had drawn it again (the empty charts seen during training on a busy machine). A chart
   that does not change (a still page) keeps ``st.plotly_chart``.
 
-- Plotly's toolbar (modebar) shows at the top right of a chart on hover, over whatever is there. Here every chart
-  with a title or a legend above its plot gets a band of ``TOOLBAR_BAND`` px at its top for the toolbar alone: the
-  title is pinned below the band and the plot (with a legend above it) moves down by as much, so no title or legend
-  is covered (:func:`clear_of_toolbar`).
+- Plotly's toolbar (modebar) shows at the top right of a chart on hover, over whatever is there. Here a chart with
+  a title gets a band of ``TOOLBAR_BAND`` px at its top for the toolbar alone (the title pinned below it), and a
+  chart with a legend above its plot, whose rows are not known before the browser lays it out, gets the toolbar as a
+  column of buttons in a band at its right instead; so no title or legend is covered (:func:`clear_of_toolbar`).
 - Export: the toolbar's camera saves a 2x PNG named after ``name``; a second button beside it saves the same chart as
   SVG, written by Plotly.js in the browser: no server work, nothing to install (kaleido would need a Chrome on the
   server), and it works offline. A live chart has it in its own toolbar (:mod:`vaelab.ui.live_chart`); for
@@ -37,6 +37,7 @@ __all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "ins
 TOOLBAR_BAND = 30  # px at the top of a chart kept for Plotly's toolbar (a 22 px row of buttons and its padding)
 TITLE_LINE = 18  # px: each further line of a title (a <br> in it)
 DEFAULT_TOP = 40  # px: top margin of a chart whose figure sets none (the house margin, plots.MARGIN)
+DEFAULT_RIGHT = 10  # px: right margin of a chart whose figure sets none (plots.MARGIN)
 SVG_BUTTON_TITLE = "Download plot as SVG"
 
 
@@ -57,19 +58,28 @@ def _legend_on_top(figure: go.Figure) -> bool:
 
 
 def clear_of_toolbar(figure: go.Figure, band: int = TOOLBAR_BAND) -> go.Figure:
-    """Keep the top ``band`` px of a chart with a title or a top legend free for the toolbar: the title pinned just
-    below the band, the top margin (hence the plot and a legend above it) ``band`` px lower (and ``TITLE_LINE`` more
-    for each further line of the title), the height as much more when the figure sets one. Changes ``figure`` in
-    place (once: a second call leaves it) and returns it."""
-    if not (_has_title(figure) or _legend_on_top(figure)) or figure.layout.meta == "clear-of-toolbar":
+    """Keep the toolbar off a chart's title and legend. A legend above the plot (its rows, as many as the chart's
+    width makes them, are unknown here) keeps the top: the toolbar becomes a column of buttons in a band of ``band``
+    px added at the chart's right, beside the plot and its legend. Otherwise a chart with a title keeps its top
+    ``band`` px for the toolbar: the title pinned just below it, the plot ``band`` px lower. A title of several lines
+    gets ``TITLE_LINE`` px more for each further line; the height grows as the margins do when the figure sets one.
+    Changes ``figure`` in place (once: a second call leaves it) and returns it."""
+    on_top, titled = _legend_on_top(figure), _has_title(figure)
+    if not (titled or on_top) or figure.layout.meta == "clear-of-toolbar":
         return figure
     top = figure.layout.margin.t if figure.layout.margin.t is not None else DEFAULT_TOP
-    extra = band + TITLE_LINE * str(figure.layout.title.text or "").count("<br>")  # a title of several lines
-    figure.update_layout(margin={"t": top + extra}, meta="clear-of-toolbar")
-    if figure.layout.height is not None:
+    lines = TITLE_LINE * str(figure.layout.title.text or "").count("<br>")  # a title of several lines
+    figure.update_layout(meta="clear-of-toolbar")
+    if on_top:
+        right = figure.layout.margin.r if figure.layout.margin.r is not None else DEFAULT_RIGHT
+        figure.update_layout(modebar={"orientation": "v"}, margin={"r": right + band, "t": top + lines})
+        extra = lines
+    else:
+        extra = band + lines
+        figure.update_layout(margin={"t": top + extra},
+                             title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band}})
+    if figure.layout.height is not None and extra:
         figure.update_layout(height=figure.layout.height + extra)
-    if _has_title(figure):
-        figure.update_layout(title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band}})
     return figure
 
 
