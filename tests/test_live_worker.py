@@ -7,6 +7,7 @@ step; a killed worker is reported with its cause and leaves other sessions alone
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import new_app, no_exception, session_of, stop_reset
+from tests.helpers import chart_specs, new_app, no_exception, session_of, stop_reset
 from vaelab.data import load_data
 from vaelab.training import Trainer
 from vaelab.ui import session as state
@@ -155,9 +156,11 @@ def test_the_page_trains_in_a_worker_and_pause_resume_stop_work(monkeypatch):
         at.run()
     session = session_of(at, "ae")
     assert session.worker is not None and session.history
-    assert at.get("plotly_chart")  # the loss curves
+    assert any("loss per image" in json.dumps(spec) for spec in chart_specs(at))  # the loss curves (live chart)
+    assert "samples/s" in at.get("progress")[0].proto.text
     at.button(key="panel.ae.pause").click().run()
     assert session.status == state.PAUSED
+    assert "samples/s" not in at.get("progress")[0].proto.text and "left" not in at.get("progress")[0].proto.text
     paused_at = session.step
     time.sleep(0.5)
     at.run()
@@ -190,3 +193,17 @@ def test_a_worker_over_its_memory_limit_fails_alone_with_the_reason(data):
         time.sleep(0.1)
     assert worker.error is not None and "memory" in worker.error, worker.error
     assert mirror.step == 0 and mirror.error is None  # the mirror keeps the state it had: nothing half-applied
+
+
+def test_a_worker_nothing_refers_to_any_more_ends(data):
+    """A closed tab's session goes away: its worker must not train on for good (a registry kept them alive)."""
+    import gc
+
+    sessions = [_session()]
+    state.start(sessions[0], _config(epochs=50), data, seed=0, device="cpu")
+    _wait(sessions[0], lambda: sessions[0].step > 0)
+    process = sessions[0].worker._process
+    sessions.clear()
+    gc.collect()
+    process.join(timeout=10)
+    assert not process.is_alive()

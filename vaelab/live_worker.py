@@ -26,6 +26,7 @@ import os
 import queue as queue_module
 import threading
 import time
+import weakref
 from typing import Any
 
 import torch
@@ -45,7 +46,9 @@ CHUNK_SECONDS = 0.2  # training between two looks at the command pipe (Pause ans
 FIRST_CHUNK_SECONDS = 0.05  # a fresh run's first chunk: its first loss row reaches the page sooner
 MAX_THREADS = 4  # these models gain nothing from more torch threads; more only take cores from other sessions
 SETTLE_TIMEOUT_S = 10.0
-_live_workers: set[LiveWorker] = set()  # this process's running workers: new ones take their share of the cores
+# this process's running workers (new ones take their share of the cores); weak, so that a session that goes away
+# (a closed tab) takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
+_live_workers: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
 _registry_lock = threading.Lock()
 
 

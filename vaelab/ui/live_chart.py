@@ -20,6 +20,7 @@ Used by :func:`vaelab.ui.charts.show_chart` for charts drawn while a run trains 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -108,12 +109,20 @@ def _declared() -> Callable[..., Any]:
     return _component
 
 
+@functools.cache
+def _white_template() -> dict[str, Any]:
+    return json.loads(pio.to_json(go.Figure(layout={"template": "plotly_white"}), validate=False))["layout"]["template"]
+
+
 def figure_spec(figure: go.Figure) -> dict[str, Any]:
     """The figure as Plotly.js reads it, on a plain white template in Streamlit's font (Streamlit's own theme is
-    applied by its chart element only; the page bolds the title, as Streamlit does)."""
-    figure = go.Figure(figure)  # a copy: the caller's figure keeps its template
-    figure.update_layout(template="plotly_white", font_family=FONT)
-    return json.loads(pio.to_json(figure, validate=False))
+    applied by its chart element only; the page bolds the title, as Streamlit does). Set on the JSON, not on a copy of
+    the figure: copying and re-templating a figure took a quarter of the VAE page's redraw time."""
+    spec = json.loads(pio.to_json(figure, validate=False))
+    layout = spec.setdefault("layout", {})
+    layout["template"] = _white_template()
+    layout["font"] = {**layout.get("font", {}), "family": FONT}
+    return spec
 
 
 def live_chart(figure: go.Figure, *, key: str, config: dict[str, Any], clickable: bool = False,

@@ -86,13 +86,16 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def progress_text(trainer: Trainer) -> str:
-    """'Epoch 3/10 · step 1,234/4,000 · 5,400 samples/s · 0:42 left' (or the finished summary)."""
+def progress_text(trainer: Trainer, running: bool = True) -> str:
+    """'Epoch 3/10 · step 1,234/4,000 · 5,400 samples/s · 0:42 left' (or the finished summary); not running (paused,
+    stopped), only where the run is: no rate or time left that would stand still on screen."""
     epochs = trainer.config.epochs
     if trainer.done:
         return (f"Finished: {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}, {trainer.step:,} steps "
                 f"in {_clock(trainer.elapsed)}")
     parts = [f"Epoch {min(trainer.epoch + 1, epochs)}/{epochs}", f"step {trainer.step:,}/{trainer.total_steps:,}"]
+    if not running:
+        return " · ".join(parts)
     rate = next((r["samples_per_s"] for r in reversed(trainer.history) if r.get("kind") == "train"), None)
     if rate is not None:
         parts.append(f"{rate:,.0f} samples/s")
@@ -104,7 +107,7 @@ def progress_text(trainer: Trainer) -> str:
 def _progress(session: TrainingSession) -> None:
     trainer = session.trainer
     if trainer is not None:
-        st.progress(trainer.progress, text=progress_text(trainer))
+        st.progress(trainer.progress, text=progress_text(trainer, session.running))
     elif session.checkpoint is not None:
         meta = session.checkpoint.meta
         st.caption(f"Stored run: {meta.get('epochs', '?')} epochs, {meta.get('steps', '?')} steps.")
