@@ -311,6 +311,27 @@ def test_model_cached_recomputes_only_when_the_model_moves_on():
     assert latest_cached(session, "m", 5) is None
 
 
+def test_paced_cached_works_a_heavy_result_out_again_only_every_few_seconds_while_training(monkeypatch):
+    from vaelab.ui import session as session_module
+
+    clock = [100.0]
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
+    session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.RUNNING)
+    calls = []
+
+    def compute():
+        calls.append(session.step)
+        return f"at {session.step}"
+
+    assert state.paced_cached(session, "heavy", compute, 3.0) == (0, "at 0")
+    session.trainer.step, clock[0] = 5, 101.0
+    assert state.paced_cached(session, "heavy", compute, 3.0) == (0, "at 0") and calls == [0]  # 1 s old: kept
+    clock[0] = 103.5
+    assert state.paced_cached(session, "heavy", compute, 3.0) == (5, "at 5") and calls == [0, 5]  # 3.5 s old
+    session.status, session.trainer.step = state.PAUSED, 6  # not training: every step, at once
+    assert state.paced_cached(session, "heavy", compute, 3.0) == (6, "at 6") and calls == [0, 5, 6]
+
+
 def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeypatch):
     at = _ae_page(epochs=1)
     at.button(key="panel.ae.start").click().run()

@@ -8,6 +8,8 @@ score-function estimator (with and without a baseline), and appends it to a per-
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 import torch
 
@@ -20,6 +22,7 @@ IMAGES = 64  # fixed test images the variances are measured on
 DRAWS = 16  # one-draw estimates per image
 SEED = 7  # the same draws at every measurement: the curves move with the model, not with the draw
 MAX_POINTS = 400  # a long run keeps its latest points
+MEASURE_EVERY_SECONDS = 2.0  # while training runs: one measurement (1,024 gradient estimates) at most this often
 SERIES_KEY = "vae.estimator_series"  # st.session_state: {"run": (variant, version), "rows": [(step, var, ...)]}
 
 
@@ -42,8 +45,10 @@ def series(session: TrainingSession) -> list[tuple[int, ...]]:
         kept = {"run": run, "rows": []}
         st.session_state[SERIES_KEY] = kept
     rows = kept["rows"]
-    if not rows or rows[-1][0] != session.step:
+    due = not session.running or time.monotonic() - kept.get("at", 0.0) >= MEASURE_EVERY_SECONDS
+    if not rows or (rows[-1][0] != session.step and due):
         rows.append((session.step, *measure(session)))
+        kept["at"] = time.monotonic()
         del rows[:-MAX_POINTS]
     return rows
 

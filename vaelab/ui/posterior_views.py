@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -22,7 +23,7 @@ import torch
 
 from vaelab import analysis, evaluate, plots, posterior
 from vaelab.ui.charts import show_chart
-from vaelab.ui.session import TrainingSession, latest_cached, model_cached
+from vaelab.ui.session import TrainingSession, latest_cached, model_cached, paced_cached
 
 GAP_IMAGES = 30  # fixed, evenly spaced test images whose mean gap is shown (about 0.1 s of quadrature each)
 SUMMARY_IMAGES = 1000  # test images of the aggregate posterior and the KL bars
@@ -36,6 +37,9 @@ IS_REPEATS = {1: 20, 10: 20, 100: 10, 1000: 3}  # K -> draws of the importance-w
 PICKED_REFRESH_SECONDS = 8.0
 GAP_BUDGET_SECONDS = 0.25
 WORK_SHARE = 0.25
+# While training runs the KL bars and the aggregate posterior (1,000 encoder posteriors, an 80 x 80 mixture density)
+# are worked out again at most this often; the pictures of the weights (samples, maps) follow every redraw.
+SUMMARY_EVERY_SECONDS = 3.0
 
 
 # ---------------------------------------------------------------- computations (tensors in, numbers out)
@@ -315,38 +319,43 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
     return worked
 
 
-def kl_view(session: TrainingSession, prefix: str) -> None:
+def _posterior_summary(session: TrainingSession) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of q(z|x) for SUMMARY_IMAGES spaced test images, at the model's step."""
     model, test = session.model, session.data.test
     idx = analysis.spaced_indices(len(test), min(SUMMARY_IMAGES, len(test)))
-    mu, logvar = model_cached(session, "encoder_posteriors", lambda: encoder_posteriors(
-        model, model_test_inputs(session)[idx], test.labels[idx]))
-    kl = kl_per_dimension(mu, logvar)
-    active = evaluate.count_active_units(mu)
-    title = (f"KL per dimension: {active['active']} of {active['units']} active, "
-             f"total {kl.sum():.2f} nats, step {session.step:,}")
-    show_chart(plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title),
-               key=f"{prefix}.kl_dims", name="KL per latent dimension", live=session.running)
-    st.caption(f"Bar j: the mean over {len(idx):,} test images of KL(q(z_j|x) ‖ N(0, 1)) = ½(μ_j² + σ_j² − "
+    return encoder_posteriors(model, model_test_inputs(session)[idx], test.labels[idx])
+
+
+def kl_view(session: TrainingSession, prefix: str) -> None:
+    def figure() -> tuple[Any, dict, int]:
+        mu, logvar = _posterior_summary(session)
+        kl = kl_per_dimension(mu, logvar)
+        active = evaluate.count_active_units(mu)
+        title = (f"KL per dimension: {active['active']} of {active['units']} active, "
+                 f"total {kl.sum():.2f} nats, step {session.step:,}")
+        return plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title), active, len(mu)
+
+    _, (fig, active, n) = paced_cached(session, "kl_view", figure, SUMMARY_EVERY_SECONDS)
+    show_chart(fig, key=f"{prefix}.kl_dims", name="KL per latent dimension", live=session.running)
+    st.caption(f"Bar j: the mean over {n:,} test images of KL(q(z_j|x) ‖ N(0, 1)) = ½(μ_j² + σ_j² − "
                "log σ_j² − 1); the bars add up to the kl term. Coloured: an active unit, whose posterior mean "
                f"varies over the images (Var_x(μ_j) > {active['threshold']:g}); grey: inactive, q(z_j|x) ≈ N(0, 1) "
                "whatever x, so z_j tells the decoder nothing (posterior collapse, e.g. under a large β).")
 
 
 def aggregate_view(session: TrainingSession, prefix: str) -> None:
-    model, test = session.model, session.data.test
-    idx = analysis.spaced_indices(len(test), min(SUMMARY_IMAGES, len(test)))
-    mu, logvar = model_cached(session, "encoder_posteriors", lambda: encoder_posteriors(
-        model, model_test_inputs(session)[idx], test.labels[idx]))
-    q, p = mixture_density(mu, logvar), prior_density()
-    centres = cell_centres()
-    area = (2 * AGGREGATE_LIMIT / AGGREGATE_CELLS) ** 2
-    inside = float(q.sum() * area)
-    fig = plots.density_pair(centres, q, p, titles=(f"aggregate posterior q(z), {len(idx):,} test images, "
-                                                    f"step {session.step:,}",
-                                                    "prior p(z) = N(0, I)"))
+    def figure() -> tuple[Any, float, int]:
+        mu, logvar = _posterior_summary(session)
+        q, p = mixture_density(mu, logvar), prior_density()
+        area = (2 * AGGREGATE_LIMIT / AGGREGATE_CELLS) ** 2
+        fig = plots.density_pair(cell_centres(), q, p, titles=(
+            f"aggregate posterior q(z), {len(mu):,} test images, step {session.step:,}", "prior p(z) = N(0, I)"))
+        return fig, float(q.sum() * area), len(mu)
+
+    _, (fig, inside, n) = paced_cached(session, "aggregate_view", figure, SUMMARY_EVERY_SECONDS)
     show_chart(fig, key=f"{prefix}.aggregate", name="Aggregate posterior and prior", live=session.running)
     st.caption(f"Left: q(z) = (1/N) Σᵢ N(z; μᵢ, diag σᵢ²), the mixture of the encoder's Gaussians over N = "
-               f"{len(idx):,} test images; right: the prior. Each of the {AGGREGATE_CELLS} × {AGGREGATE_CELLS} cells "
+               f"{n:,} test images; right: the prior. Each of the {AGGREGATE_CELLS} × {AGGREGATE_CELLS} cells "
                f"over [−{AGGREGATE_LIMIT:g}, {AGGREGATE_LIMIT:g}]² shows the density's mean over the cell (its "
                "probability by the normal CDF, over its area), on one colour scale. q(z) keeps "
                f"{inside:.1%} of its mass in the square. Where the prior is bright and q(z) dark (holes), samples "
