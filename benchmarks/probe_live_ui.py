@@ -139,13 +139,18 @@ def summarize(result: dict) -> dict:
                 n = int(m.group(1).replace(",", ""))
                 reached = next((t for t, step in progress if step >= n), None)
                 if reached is not None and reached <= s["t"]:
-                    lags.append((s["t"] - reached) / 1000)
+                    lags.append(((s["t"] - reached) / 1000, caption[:70]))
     lags.sort()
+    worst = lags[-1][1] if lags else ""
+    lags = [lag for lag, _ in lags]
+    t0 = samples[0]["t"] if samples else 0.0
+    empty_at = [round((x["t"] - t0) / 1000, 1) for x in samples if x["empty"] > 0]
     return {"samples": len(samples), "broken": sum(s["broken"] > 0 for s in samples),
             "empty": sum(s["empty"] > 0 for s in samples), "gap_p90": p90(gaps),
             "gap_max": gaps[-1] if gaps else float("nan"), "lag_p90": p90(lags),
             "lag_max": lags[-1] if lags else float("nan"), "lags": len(lags),
-            "steps": (progress[0][1], progress[-1][1]) if progress else (None, None),
+            "steps": (progress[0][1], progress[-1][1]) if progress else (None, None), "worst": worst,
+            "empty_at": empty_at,
             "images": max((s["images"] for s in samples), default=0),
             "charts": max((s["charts"] for s in samples), default=0)}
 
@@ -188,6 +193,8 @@ def main() -> int:
                           f"({s['lags']} captions), steps {s['steps'][0]} -> {s['steps'][1]}, up to {s['images']} "
                           f"images / {s['charts']} charts on screen; load {load:.2f} -> {load_average():.2f}; "
                           f"{'MET' if met else 'MISSED'}", flush=True)
+                    print(f"    most behind: {s['worst']!r}; empty-chart samples at {s['empty_at'][:12]} s",
+                          flush=True)
         finally:
             browser.close()
             server.stop()
