@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.helpers import no_exception, open_page, session_of, set_form
 from vaelab.figure_export import read_png_text
-from vaelab.ui import charts, images, training_panel
+from vaelab.ui import charts, images, posterior_views, training_panel
 
 STEP = re.compile(r"step ([0-9][0-9,]*)")
 TINY = {"epochs": 3, "batch_size": 100}
@@ -112,7 +112,11 @@ def steps_shown(drawings: Drawings, starts: dict[str, list[str]], panel: tuple[s
 
 
 @pytest.mark.parametrize(("variant", "module", "form", "starts"), PAGES, ids=[p[0] for p in PAGES])
-def test_every_weight_dependent_picture_follows_training_in_the_live_views(drawings, variant, module, form, starts):
+def test_every_weight_dependent_picture_follows_training_in_the_live_views(drawings, variant, module, form, starts,
+                                                                          monkeypatch):
+    # the VAE's KL bars are a paced summary (worked out again every few seconds while training: tests/test_app.py
+    # test_paced_cached_...); here every redraw, so that each chunk's step shows
+    monkeypatch.setattr(posterior_views, "SUMMARY_EVERY_SECONDS", 0.0)
     at = open_page(f"pages/{module}.py")
     set_form(at, variant, {**TINY, **form}, chunk_steps=10)
     at.button(key=f"panel.{variant}.start").click().run()
