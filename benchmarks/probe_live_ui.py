@@ -5,11 +5,13 @@ ROOT url, goes to each page, types a long run into Epochs, presses Start and the
 ``--every`` seconds for ``--seconds`` seconds:
 
 - broken images: an <img> that finished loading with no picture (``complete && naturalWidth == 0``);
-- empty charts: a Plotly chart element with no drawn plot (no ``svg.main-svg``), or the loss chart with no curve
-  (live charts are iframes of ``vaelab/ui/live_chart.py``: their documents are read too);
+- empty charts: a Plotly chart that had been drawn and is blank again (no ``svg.main-svg``, or the loss chart with no
+  curve); a chart appearing (not drawn yet) is reported apart, with when (live charts are iframes of
+  ``vaelab/ui/live_chart.py``: their documents are read too);
 - redraw gaps: the times between changes of the progress line (an in-page poller every 20 ms); p90 reported;
-- caption lag: the pictures captioned "step N" (prior samples, reconstructions, filters, maps, ...; not the true
-  posterior of a clicked image, computed for the step of the click) against the
+- caption lag: the pictures of the weights captioned "step N" (reconstructions, filters, prior samples, manifold,
+  interpolation, traversal, the CVAE grids, latent maps: issue 12's list; not the summaries worked out every few
+  seconds, the mean gap or a clicked image's posterior) against the
   progress line: at a sample time t showing step N, the lag is t minus the time the progress line first showed a
   step >= N (how old the picture is); the maximum and p90 over all samples and pictures are reported.
 
@@ -64,24 +66,36 @@ CHART_DOCS = """() => [
 SAMPLE = """() => {
   const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'));
   const broken = imgs.filter(i => i.complete && i.naturalWidth === 0).length;
-  const charts = (""" + CHART_DOCS + """)();
-  // blank: not drawn (no plot), or the loss chart (legend "train · ...") drawn with no curve; a chart whose figure
-  // has no data yet (the mean gap before its first point) is drawn, with axes, and is not counted
-  const empty = charts.filter(c => !c || !c.querySelector('svg.main-svg')
-    || ((c.textContent || '').includes('train · ') && !c.querySelector('.trace'))).length;
-  // not pictures of the weights of now: the progress line, the mean gap's own progress, and the true posterior of
-  // a clicked image (computed for the step it was clicked at: issue 14's view, not one issue 12 lists)
-  const NOT_LIVE = ['samples/s', 'Next point', 'p(z|x) and q(z|x)'];
-  const captions = [];
-  const texts = [...document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], '
-      + 'figcaption, .gtitle, [data-testid="stMarkdownContainer"] p')];
-  for (const c of charts) if (c) texts.push(...c.querySelectorAll('.gtitle'));
-  for (const el of texts) {
-    const text = el.textContent || '';
-    if (text.includes('step ') && !NOT_LIVE.some(words => text.includes(words))) captions.push(text.slice(0, 160));
+  const charts = Array.from(document.querySelectorAll(
+    '[data-testid="stPlotlyChart"], iframe[title$="vaelab_live_chart"]'));
+  let blanked = 0, undrawn = 0;
+  for (const el of charts) {
+    const doc = el.tagName === 'IFRAME' ? (el.contentDocument && el.contentDocument.body) : el;
+    // drawn: a plot, and for the loss chart (legend "train · ...") a curve; a chart whose figure has no data yet
+    // (the mean gap before its first point) is drawn, with axes
+    const drawn = doc && doc.querySelector('svg.main-svg')
+      && !((doc.textContent || '').includes('train · ') && !doc.querySelector('.trace'));
+    if (drawn) el.dataset.probeDrawn = '1';
+    else if (el.dataset.probeDrawn) blanked += 1;  // it had been drawn: it went blank
+    else undrawn += 1;  // not drawn yet (a chart appearing: its first drawing)
   }
-  return {t: performance.now(), broken, empty, images: imgs.length, charts: charts.length, captions};
+  // the pictures of the weights of now: image captions and the latent maps' titles. Not: the progress line, chart
+  // titles of summaries worked out every few seconds (KL bars, aggregate posterior, estimator variances) or the
+  // mean gap (issue 14's curve, a point every few seconds), the mean gap's own progress, a clicked image's posterior
+  const NOT_LIVE = ['samples/s', 'Next point', 'p(z|x) and q(z|x)', 'Mean gap'];
+  const texts = [...document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stImageCaption"], '
+      + 'figcaption, [data-testid="stMarkdownContainer"] p')].map(el => el.textContent || '');
+  for (const el of charts) {
+    const doc = el.tagName === 'IFRAME' ? (el.contentDocument && el.contentDocument.body) : el;
+    const title = doc && doc.querySelector('.gtitle');
+    if (title && /Posterior means|codes of|latent map|Codes of/.test(title.textContent)) texts.push(title.textContent);
+  }
+  const captions = texts.filter(t => t.includes('step ') && !NOT_LIVE.some(w => t.includes(w)))
+    .map(t => t.slice(0, 160));
+  return {t: performance.now(), broken, empty: blanked, undrawn, images: imgs.length, charts: charts.length,
+          captions};
 }"""
+
 
 FIRST_CURVE = """() => (""" + CHART_DOCS + """)().some(c => c && c.querySelector('path.js-line'))"""
 
@@ -145,12 +159,13 @@ def summarize(result: dict) -> dict:
     lags = [lag for lag, _ in lags]
     t0 = samples[0]["t"] if samples else 0.0
     empty_at = [round((x["t"] - t0) / 1000, 1) for x in samples if x["empty"] > 0]
+    undrawn_at = [round((x["t"] - t0) / 1000, 1) for x in samples if x["undrawn"] > 0]
     return {"samples": len(samples), "broken": sum(s["broken"] > 0 for s in samples),
             "empty": sum(s["empty"] > 0 for s in samples), "gap_p90": p90(gaps),
             "gap_max": gaps[-1] if gaps else float("nan"), "lag_p90": p90(lags),
             "lag_max": lags[-1] if lags else float("nan"), "lags": len(lags),
             "steps": (progress[0][1], progress[-1][1]) if progress else (None, None), "worst": worst,
-            "empty_at": empty_at,
+            "empty_at": empty_at, "undrawn_at": undrawn_at,
             "images": max((s["images"] for s in samples), default=0),
             "charts": max((s["charts"] for s in samples), default=0)}
 
@@ -188,13 +203,13 @@ def main() -> int:
                            and s["lag_max"] <= GOAL_LAG_S)
                     ok &= met
                     print(f"{key:8s} {condition:5s}: {s['samples']} samples, broken-image samples {s['broken']}, "
-                          f"empty-chart samples {s['empty']}, redraw gap p90 {s['gap_p90']:.2f} s (max "
+                          f"samples with a chart gone blank {s['empty']}, redraw gap p90 {s['gap_p90']:.2f} s (max "
                           f"{s['gap_max']:.2f}), caption lag p90 {s['lag_p90']:.2f} s max {s['lag_max']:.2f} s "
                           f"({s['lags']} captions), steps {s['steps'][0]} -> {s['steps'][1]}, up to {s['images']} "
                           f"images / {s['charts']} charts on screen; load {load:.2f} -> {load_average():.2f}; "
                           f"{'MET' if met else 'MISSED'}", flush=True)
-                    print(f"    most behind: {s['worst']!r}; empty-chart samples at {s['empty_at'][:12]} s",
-                          flush=True)
+                    print(f"    most behind: {s['worst']!r}; blank-chart samples at {s['empty_at'][:12]} s; a chart "
+                          f"not drawn yet (appearing) at {s['undrawn_at'][:12]} s", flush=True)
         finally:
             browser.close()
             server.stop()

@@ -207,6 +207,8 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
     @st.fragment(run_every=views_refresh_seconds if timer else None)
     def _views() -> None:
         session = get_session(variant)
+        if session.backend == "worker":
+            state.advance(session, 0.0)  # the newest report first: the pictures show the weights of now
         with _lock_for(session):
             session.views_busy = bool(extra_views(session)) if session.has_model else False
         if (registered_running or session.views_busy) != timer:  # a change of `running` is _tick's to handle
