@@ -339,6 +339,8 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
         sent = len(full["history"])
         trainer.load_state_dict(full)
         ready = True
+        if not trainer.done and trainer.error is None and not trainer.history:
+            trainer.advance(max_seconds=FIRST_CHUNK_SECONDS)  # a fresh run: the first report carries rows
         while True:
             while conn.poll(0):
                 command = conn.recv()[0]

@@ -148,13 +148,21 @@ def drawn_history(history: list[dict], max_rows: int = MAX_DRAWN_ROWS) -> list[d
 
 
 def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
+    """The loss curves. With a worker the chart is one live chart for the page's whole life, drawn empty before a
+    run: Start then fills the chart already loaded (a live chart's first load, its own copy of Plotly.js, took
+    1.5 s of the first curve's 2 to 3 s), and Pause / Stop leave it in place."""
     log_y = st.toggle("Log scale", key=f"{key_prefix}.log_y", help="Loss axis on a log scale.")
-    if not session.history:
+    always = session.backend == "worker"
+    if not session.history and not always:
         st.caption("Loss curves appear after the first steps.")
         return
     terms = curve_terms(session.history, exclude=getattr(session.model, "diagnostic_terms", ()))
     figure = plots.loss_curves(drawn_history(session.history), terms=terms, log_y=log_y)
-    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves", live=session.running)
+    if not session.history:
+        figure.add_annotation(text="Loss curves appear after the first steps.", showarrow=False, x=0.5, y=0.5,
+                              xref="paper", yref="paper")
+    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves",
+               live=always or session.running)
 
 
 def reconstruction_rows(session: TrainingSession, n_images: int) -> list[torch.Tensor] | None:
@@ -225,10 +233,21 @@ def _tick(variant: str, registered_running: bool, key_prefix: str, chunk_seconds
     if session.running != registered_running:
         st.rerun(scope="app")  # re-register without (or with) the timer; redraw buttons and form
     session.redraws += 1
+    if session.backend == "worker":  # the same elements in every state: the live loss chart is never re-created
+        with st.empty():
+            _progress(session)
+        curves, pictures = st.columns([3, 2])
+        with curves:
+            _loss_chart(session, key_prefix)
+        with pictures:
+            if not session.has_model:
+                _press_start()
+            elif show_reconstructions:
+                _reconstructions(session, n_images)
+        return
     _progress(session)
     if not session.has_model:
-        st.info("Press **Start** to train with the settings above, or load a saved model below.",
-                icon=":material/play_circle:")
+        _press_start()
         return
     if show_reconstructions:
         curves, pictures = st.columns([3, 2])
@@ -238,3 +257,8 @@ def _tick(variant: str, registered_running: bool, key_prefix: str, chunk_seconds
             _reconstructions(session, n_images)
     else:
         _loss_chart(session, key_prefix)
+
+
+def _press_start() -> None:
+    st.info("Press **Start** to train with the settings above, or load a saved model below.",
+            icon=":material/play_circle:")

@@ -31,7 +31,7 @@ from vaelab.variants.base import Variant
 IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
 MAX_RESULTS_PER_NAME = 4  # live views cache one result per step: keep the few newest of each name
 BACKEND_ENV = "VAELAB_LIVE_BACKEND"
-FIRST_REPORT_WAIT_S = 0.3  # a fresh run's redraw waits this long for the worker's first rows (the first curve)
+FIRST_REPORT_WAIT_S = 1.0  # a fresh run's first redraw waits this long for the worker's first rows (the first curve)
 BACKENDS = ("worker", "inline")
 
 
@@ -246,7 +246,10 @@ def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]
         if session.worker is None:
             _start_worker(session)
             return []
-        rows = session.worker.poll(wait=FIRST_REPORT_WAIT_S if not trainer.history else 0.0)
+        rows = session.worker.poll()
+        deadline = time.monotonic() + FIRST_REPORT_WAIT_S
+        while not trainer.history and session.worker.alive and time.monotonic() < deadline:  # a fresh run
+            rows = session.worker.poll(wait=0.05)
         _take_worker_end(session)
         return rows
     rows = trainer.advance(max_steps=session.chunk_steps, max_seconds=max_seconds)
