@@ -70,8 +70,10 @@ POLLER = """() => {
     const bar = document.querySelector('[data-testid="stProgress"]');
     const text = bar ? bar.innerText : null;
     if (text !== lastText) { b.texts.push([now, text]); lastText = text; }
-    const chart = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).find(
-      c => c.innerText.includes('loss per image'));
+    const chart = Array.from(document.querySelectorAll(
+      '[data-testid="stPlotlyChart"], iframe[title$="vaelab_live_chart"]')).map(
+      c => c.tagName === 'IFRAME' ? (c.contentDocument && c.contentDocument.body) : c).find(
+      c => c && (c.textContent || '').includes('loss per image'));
     const line = chart && Array.from(chart.querySelectorAll('path.js-line')).some(
       p => (p.getAttribute('d') || '').length > 10);
     if (line && chart !== lastChart) { b.charts.push(now); lastChart = chart;
@@ -115,8 +117,13 @@ def run_cli(page: str, seconds: float, threads: int | None = None) -> tuple[floa
 
 # ---------------------------------------------------------------- the browser side
 def no_loss_chart(page) -> None:
-    page.wait_for_function("""() => !Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(
-        c => c.innerText.includes('loss per image'))""", timeout=WAIT_MS)
+    """No loss curve on the page (with workers the loss chart stays, empty, between runs)."""
+    page.wait_for_function("""() => !Array.from(document.querySelectorAll(
+        '[data-testid="stPlotlyChart"], iframe[title$="vaelab_live_chart"]')).some(c => {
+          const doc = c.tagName === 'IFRAME' ? c.contentDocument && c.contentDocument.body : c;
+          return doc && (doc.textContent || '').includes('loss per image') && Array.from(
+            doc.querySelectorAll('path.js-line')).some(p => (p.getAttribute('d') || '').length > 10); })
+        """, timeout=WAIT_MS)
 
 
 def start(page) -> None:
