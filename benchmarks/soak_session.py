@@ -31,7 +31,7 @@ def open_page_and_start(page, url: str, title: str, epochs: int) -> None:
     open_page(page, url, title, WAIT_MS)
     set_epochs(page, epochs)
     page.get_by_role("button", name="Start").click()
-    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT_MS)
+    page.locator('[data-testid="stPlotlyChart"], iframe[title$="vaelab_live_chart"]').first.wait_for(timeout=WAIT_MS)
 
 
 def current_step(page) -> int | None:
