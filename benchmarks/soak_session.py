@@ -62,10 +62,10 @@ def main() -> int:
             with sync_playwright() as p:
                 browser = launch_browser(p)
                 page = browser.new_page(viewport={"width": 1400, "height": 2000})
-                page.goto(f"{server.url}/")
+                open_page(page, server.url, args.page, WAIT_MS)
                 page.wait_for_timeout(5000)
-                idle = rss_mb(pid)
-                print(f"server pid {pid}, RSS idle (Home open): {idle:.0f} MB", flush=True)
+                idle = rss_mb(pid)  # the page open, nothing trained: torch, the data and the page's imports loaded
+                print(f"server pid {pid}, RSS idle (the page open, before Start): {idle:.0f} MB", flush=True)
                 open_page_and_start(page, server.url, args.page, args.epochs)
                 started = time.monotonic()
                 print(f"{'minutes':>8} {'RSS MB':>8} {'step':>9} {'exceptions':>10}", flush=True)
