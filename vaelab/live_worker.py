@@ -250,7 +250,7 @@ class LiveWorker:
             self.error = report["failure"]
         if report.get("state") is not None:
             state = _from_bytes(report["state"])
-            load_weights(mirror.model, state["model"])
+            mirror.model.load_state_dict(state["model"])  # a variant resizes what may change size itself
             mirror.step, mirror.epoch, mirror.elapsed = state["step"], state["epoch"], state["elapsed"]
             mirror.error = state["error"]
             mirror.model.set_training_progress(mirror.step / mirror.steps_per_epoch)
@@ -273,15 +273,6 @@ class LiveWorker:
                 self._process.kill()
         except (AttributeError, ValueError, AssertionError):
             pass
-
-
-def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """``model.load_state_dict(weights)``, first resizing the buffers the variant lets change size (a mixture's
-    number of components)."""
-    for name in getattr(model, "resizable_state", ()):
-        if name in weights and tuple(getattr(model, name).shape) != tuple(weights[name].shape):
-            model.register_buffer(name, torch.empty_like(weights[name]))
-    model.load_state_dict(weights)
 
 
 # ---------------------------------------------------------------- the worker process

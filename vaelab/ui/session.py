@@ -135,6 +135,7 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
     session._view_data = view_data
     session.version += 1
     session.results.clear()
+    session.computed_at.clear()
 
 
 def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
@@ -226,7 +227,7 @@ def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkp
     else:
         status = PAUSED
     _replace_model(session, trainer, checkpoint, status, trainer.error)
-    session.device = "cpu"
+    session.device = str(trainer.device)  # Resume trains where the checkpoint was restored
     mark_saved(session)
 
 
