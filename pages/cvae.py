@@ -45,7 +45,7 @@ def live_views(session: TrainingSession) -> None:
     else:
         map_col, grid_col = st.columns([3, 2])
         with map_col:
-            live_code_map(session, "cvae", PICKED_KEY, "Posterior means given the true labels,")
+            live_code_map(session, "cvae", PICKED_KEY, "Posterior means given the true labels,<br>")
         with grid_col:
             style_grid_view(session, width="stretch")
     one_digit_section(session)
