@@ -41,14 +41,58 @@ FONT = '"Source Sans Pro", "Source Sans 3", sans-serif'  # Streamlit's font, so 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8">
 <style>html, body { margin: 0; padding: 0; overflow: hidden; background: transparent; }</style>
-<script src="plotly.min.js"></script>
 </head><body><div id="chart"></div>
 <script>
+// Plotly.js (4.6 MB) once per browser tab: the first chart fetches it and leaves its text on the page that holds
+// the charts (same origin); every later chart runs that text. Streamlit serves component files without a cache
+// lifetime, so each chart used to download it again (and the server gzipped it again: about 0.4 s of its CPU),
+// and a chart appearing during training stayed blank for seconds.
+function loadPlotly() {
+  let host = null;
+  try { host = window.parent.document && window.parent; } catch (error) { host = null; }  // another origin
+  const shared = host || {};
+  if (!shared.__vaelabPlotly) {
+    shared.__vaelabPlotly = fetch("plotly.min.js").then(response => {
+      if (!response.ok) throw new Error("plotly.min.js: HTTP " + response.status);
+      return response.text();
+    });
+    shared.__vaelabPlotly.catch(() => { shared.__vaelabPlotly = null; });  // the next chart tries again
+  }
+  return shared.__vaelabPlotly.then(source => {
+    const script = document.createElement("script");
+    script.textContent = source;
+    document.head.appendChild(script);  // runs now: window.Plotly
+  });
+}
+loadPlotly().then(start);
+function start() {
 const chart = document.getElementById("chart");
 let frameHeight = 0, clicks = 0, listening = false;
 const send = (type, data) => window.parent.postMessage({isStreamlitMessage: true, type, ...data}, "*");
 const SVG_ICON = Plotly.Icons.disk;  // the floppy disk: "save", beside the camera's PNG
+// Drawing is most of what a training page costs the browser (Plotly.react: 3.6 of every 10 s of its main thread on
+// the VAE page, which updates 8 charts; the worker trains on the core the browser leaves). So a chart draws a figure
+// only when it differs from the one drawn, and a chart off screen keeps its last drawing and draws the newest
+// figure when it comes on screen (an IntersectionObserver on the chart: the top window's viewport, 200 px ahead).
+let lastArgs = null, pending = null, drawnOnce = false, onScreen = true;
 function render(args) {
+  const text = JSON.stringify(args);
+  if (text === lastArgs) return;  // the same figure again (a summary worked out every few seconds)
+  lastArgs = text;
+  if (args.height !== frameHeight) {
+    frameHeight = args.height;
+    send("streamlit:setFrameHeight", {height: frameHeight});
+  }
+  if (drawnOnce && !onScreen) { pending = args; return; }  // drawn when it comes on screen
+  pending = null;
+  draw(args);
+}
+new IntersectionObserver(entries => {
+  onScreen = entries[entries.length - 1].isIntersecting;
+  if (onScreen && pending) { const args = pending; pending = null; draw(args); }
+}, {rootMargin: "200px"}).observe(chart);
+function draw(args) {
+  drawnOnce = true;
   const layout = {...args.spec.layout, autosize: true, height: args.height};
   if (layout.title && layout.title.text) layout.title = {...layout.title, text: "<b>" + layout.title.text + "</b>"};
   const config = {...args.config, responsive: true, showSendToCloud: false, showLink: false};
@@ -67,15 +111,12 @@ function render(args) {
       });
     }
   });
-  if (args.height !== frameHeight) {
-    frameHeight = args.height;
-    send("streamlit:setFrameHeight", {height: frameHeight});
-  }
 }
 window.addEventListener("message", event => {
   if (event.data && event.data.type === "streamlit:render") render(event.data.args);
 });
 send("streamlit:componentReady", {apiVersion: 1});
+}
 </script></body></html>
 """
 
