@@ -126,7 +126,7 @@ def test_the_heat_map_is_the_grid_posterior_with_qs_ellipses(trained):
 def test_the_importance_weighted_bound_stays_below_the_exact_line_within_monte_carlo_error(trained):
     _, model, inputs = _model_and_inputs(trained)
     exact = posterior.model_posterior(model, inputs[PICKED]).log_px
-    traces = _traces(_spec(trained, "Importance-weighted bound against K"))
+    traces = _traces(_spec(trained, "Importance-weighted bound"))
     assert list(plotly_array(traces["exact log p(x)"]["y"])) == pytest.approx([exact, exact], abs=1e-9)
     mean = traces["mean ± 1 s.e."]
     ks, means = plotly_array(mean["x"]), plotly_array(mean["y"])

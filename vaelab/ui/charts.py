@@ -74,10 +74,10 @@ def clear_of_toolbar(figure: go.Figure, band: int = TOOLBAR_BAND) -> go.Figure:
         right = figure.layout.margin.r if figure.layout.margin.r is not None else DEFAULT_RIGHT
         figure.update_layout(modebar={"orientation": "v"}, margin={"r": right + band, "t": top + lines})
         extra = lines
-    else:
-        extra = band + lines
+    else:  # Plotly anchors a title of several lines a line too high per further line: the pad makes up for it
+        extra = band + 2 * lines
         figure.update_layout(margin={"t": top + extra},
-                             title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band}})
+                             title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": band + lines}})
     if figure.layout.height is not None and extra:
         figure.update_layout(height=figure.layout.height + extra)
     return figure

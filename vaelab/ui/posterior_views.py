@@ -256,7 +256,7 @@ def picked_posterior_view(session: TrainingSession, picked_key: str, may_work: b
         show_chart(fig, key=f"{picked_key}.posterior", name="True posterior and q(z|x)", live=session.running)
         st.caption(caption)
     with bound_col:
-        fig = plots.importance_bound_figure(result.draws, grid.log_px, title="Importance-weighted bound against K")
+        fig = plots.importance_bound_figure(result.draws, grid.log_px, title="Importance-weighted bound<br>against K")
         show_chart(fig, key=f"{picked_key}.bound", name="Importance-weighted bound against K", live=session.running)
         repeats = ", ".join(f"{n} at K = {k:,}" for k, n in IS_REPEATS.items())
         st.caption("log (1/K) Σₖ p(x|zₖ) p(zₖ) / q(zₖ|x) with zₖ ~ q(z|x), drawn again and again with fresh zₖ "
@@ -332,7 +332,7 @@ def kl_view(session: TrainingSession, prefix: str) -> None:
         kl = kl_per_dimension(mu, logvar)
         active = evaluate.count_active_units(mu)
         title = (f"KL per dimension: {active['active']} of {active['units']} active, "
-                 f"total {kl.sum():.2f} nats, step {session.step:,}")
+                 f"total {kl.sum():.2f} nats<br>step {session.step:,}")  # one line was cut in its column at 1280 px
         return plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title), active, len(mu)
 
     _, (fig, active, n) = paced_cached(session, "kl_view", figure, SUMMARY_EVERY_SECONDS)
