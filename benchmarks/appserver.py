@@ -131,6 +131,12 @@ def _stat(pid: int) -> tuple[int, str, float] | None:
     return int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the process ``pid`` alone (0 once it is gone)."""
+    stat = _stat(pid)
+    return stat[2] if stat else 0.0
+
+
 def process_tree_cpu(root: int) -> float:
     """CPU seconds (user + system) used so far by ``root`` and all its living descendants."""
     stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}

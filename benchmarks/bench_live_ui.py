@@ -166,11 +166,14 @@ def measure_run(pages: list, seconds: float, batch_size: int, server_pid: int) -
         start(page)
     for page in pages:
         first_curve(page)
-    cpu0, t0 = (appserver.process_tree_cpu(server_pid), appserver.browser_cpu()), time.perf_counter()
+    def cpu_now() -> tuple[float, float, float]:  # server alone, its workers, the browser: CPU seconds so far
+        alone = appserver.process_cpu(server_pid)
+        return alone, appserver.process_tree_cpu(server_pid) - alone, appserver.browser_cpu()
+
+    cpu0, t0 = cpu_now(), time.perf_counter()
     pages[0].wait_for_timeout(int(seconds * 1000))
     wall = time.perf_counter() - t0
-    cpu = ((appserver.process_tree_cpu(server_pid) - cpu0[0]) / wall,  # cores busy
-           (appserver.browser_cpu() - cpu0[1]) / wall)
+    cpu = tuple((now - before) / wall for now, before in zip(cpu_now(), cpu0, strict=True))  # cores busy
     results = []
     for page in pages:
         b = page.evaluate("() => window.__bench")
@@ -225,14 +228,15 @@ def summarize(key: str, label: str, rows: list[dict], cli: list[tuple[float, flo
     wall = statistics.median(r["wall_rate"] for r in rows)
     cli_steps, cli_wall = (statistics.median(c[i] for c in cli) for i in (0, 1))
     one_steps, one_wall = (statistics.median(c[i] for c in cli_one) for i in (0, 1))
-    server_cpu, browser = (statistics.median(r["cpu"][i] for r in rows) for i in (0, 1))
+    server_cpu, workers_cpu, browser = (statistics.median(r["cpu"][i] for r in rows) for i in (0, 1, 2))
     print(f"{key:7s} {label}: first curve {first:.2f} s (median of {len(rows)} runs; goal < {GOAL_FIRST_CURVE_S:g}); "
           f"redraw every {gap_med:.2f} s (median, p90 {gap_p90:.2f}, {len(gaps)} gaps; goal <= {GOAL_REDRAW_S:g}); "
           f"wall-clock training rate {wall:,.0f} samples/s = {wall / cli_wall:.0%} of the plain process's "
           f"{cli_wall:,.0f} (median of {len(cli)} runs; goal >= {GOAL_THROUGHPUT:.0%}) and {wall / one_wall:.0%} of a "
           f"1-thread plain process's {one_wall:,.0f}; inside steps {app_rate:,.0f} samples/s = "
           f"{app_rate / cli_steps:.0%} of {cli_steps:,.0f} / {app_rate / one_steps:.0%} of {one_steps:,.0f}; "
-          f"cores busy: server {server_cpu:.2f}, browser {browser:.2f}; load {load[0]:.2f} -> {load[1]:.2f}",
+          f"cores busy: server {server_cpu:.2f}, its workers {workers_cpu:.2f}, browser {browser:.2f}; "
+          f"load {load[0]:.2f} -> {load[1]:.2f}",
           flush=True)
 
 

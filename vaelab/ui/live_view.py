@@ -22,6 +22,7 @@ page, fragments included, so each ``run()`` advances one chunk.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -58,8 +59,8 @@ LIVE_LOCK = threading.Lock()
 MAX_DRAWN_ROWS = 1000  # per kind of row (train, test)
 # With a worker the fragments only draw: the curves twice a second, the page's pictures every second (their
 # caption's step stays within about 1.5 s of the progress line's).
-WORKER_REFRESH_SECONDS = 0.5
-WORKER_VIEWS_REFRESH_SECONDS = 1.0
+WORKER_REFRESH_SECONDS = float(os.environ.get("VAELAB_REFRESH_SECONDS", 0.5))
+WORKER_VIEWS_REFRESH_SECONDS = float(os.environ.get("VAELAB_VIEWS_REFRESH_SECONDS", 1.0))
 
 
 def _lock_for(session: TrainingSession):
