@@ -65,11 +65,13 @@ def live_views(session: TrainingSession) -> None:
                          caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
                                  f"the tiles are equally likely under the prior (step {session.step:,}).")
     samples_section(session)  # noise turning into digits: near the top, where a class watches
-    posterior_views(session, PICKED_KEY)  # the true posterior of the picked image, the gap, KL per dimension
-    st.subheader("Two estimators of the encoder's gradient")
-    estimator_variance_view(session)
-    interpolation_section(session)
+    summaries = st.container()  # filled last: the pictures of the weights below are drawn first, so a redraw
+    interpolation_section(session)  # that works out a summary does not hold them back
     traversal_section(session)
+    with summaries:
+        posterior_views(session, PICKED_KEY)  # the true posterior of the picked image, the gap, KL per dimension
+        st.subheader("Two estimators of the encoder's gradient")
+        estimator_variance_view(session)
 
 
 def samples_section(session: TrainingSession) -> None:

@@ -16,7 +16,7 @@ import torch
 from vaelab import analysis, plots
 from vaelab.estimators import ESTIMATORS, encoder_gradient_estimates
 from vaelab.ui.charts import show_chart
-from vaelab.ui.session import TrainingSession
+from vaelab.ui.session import TrainingSession, take_work_slot
 
 IMAGES = 64  # fixed test images the variances are measured on
 DRAWS = 16  # one-draw estimates per image
@@ -46,7 +46,7 @@ def series(session: TrainingSession) -> list[tuple[int, ...]]:
         st.session_state[SERIES_KEY] = kept
     rows = kept["rows"]
     due = not session.running or time.monotonic() - kept.get("at", 0.0) >= MEASURE_EVERY_SECONDS
-    if not rows or (rows[-1][0] != session.step and due):
+    if not rows or (rows[-1][0] != session.step and due and take_work_slot(session)):
         rows.append((session.step, *measure(session)))
         kept["at"] = time.monotonic()
         del rows[:-MAX_POINTS]

@@ -72,9 +72,18 @@ const send = (type, data) => window.parent.postMessage({isStreamlitMessage: true
 const SVG_ICON = Plotly.Icons.disk;  // the floppy disk: "save", beside the camera's PNG
 // Drawing is most of what a training page costs the browser (Plotly.react: 3.6 of every 10 s of its main thread on
 // the VAE page, which updates 8 charts; the worker trains on the core the browser leaves). So a chart draws a figure
-// only when it differs from the one drawn, and a chart off screen keeps its last drawing and draws the newest
-// figure when it comes on screen (an IntersectionObserver on the chart: the top window's viewport, 200 px ahead).
-let lastArgs = null, pending = null, drawnOnce = false, onScreen = true;
+// only when it differs from the one drawn, and a chart off screen (more than AHEAD px from the window) keeps its
+// last drawing and draws the newest figure when it comes on screen: looked at when the page scrolls (Streamlit's
+// main area scrolls, not the window) and when the chart's visibility changes (an expander opened).
+const AHEAD = 200;
+let lastArgs = null, pending = null, drawnOnce = false;
+function onScreen() {
+  let frame = null, height = 0;
+  try { frame = window.frameElement; height = window.parent.innerHeight; } catch (error) { return true; }
+  if (!frame) return true;  // not in a page this chart can see: always draw
+  const box = frame.getBoundingClientRect();
+  return box.width > 0 && box.bottom > -AHEAD && box.top < height + AHEAD;
+}
 function render(args) {
   const text = JSON.stringify(args);
   if (text === lastArgs) return;  // the same figure again (a summary worked out every few seconds)
@@ -83,14 +92,25 @@ function render(args) {
     frameHeight = args.height;
     send("streamlit:setFrameHeight", {height: frameHeight});
   }
-  if (drawnOnce && !onScreen) { pending = args; return; }  // drawn when it comes on screen
+  if (drawnOnce && !onScreen()) { pending = args; return; }  // drawn when it comes on screen
   pending = null;
   draw(args);
 }
-new IntersectionObserver(entries => {
-  onScreen = entries[entries.length - 1].isIntersecting;
-  if (onScreen && pending) { const args = pending; pending = null; draw(args); }
-}, {rootMargin: "200px"}).observe(chart);
+let looking = false;
+function drawIfOnScreen() {
+  if (!pending || looking) return;
+  looking = true;
+  requestAnimationFrame(() => {
+    looking = false;
+    if (pending && onScreen()) { const args = pending; pending = null; draw(args); }
+  });
+}
+try {
+  const page = window.parent.document;
+  page.addEventListener("scroll", drawIfOnScreen, {capture: true, passive: true});
+  window.addEventListener("pagehide", () => page.removeEventListener("scroll", drawIfOnScreen, {capture: true}));
+} catch (error) { /* another origin: every figure is drawn (onScreen) */ }
+new IntersectionObserver(drawIfOnScreen).observe(chart);
 function draw(args) {
   drawnOnce = true;
   const layout = {...args.spec.layout, autosize: true, height: args.height};

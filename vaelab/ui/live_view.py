@@ -218,6 +218,7 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
         session = get_session(variant)
         if session.backend == "worker":
             state.advance(session, 0.0)  # the newest report first: the pictures show the weights of now
+        state.new_redraw(session)  # its heavy summaries take turns (session.take_work_slot)
         with _lock_for(session):
             session.views_busy = bool(extra_views(session)) if session.has_model else False
         if (registered_running or session.views_busy) != timer:  # a change of `running` is _tick's to handle

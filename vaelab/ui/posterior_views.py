@@ -23,7 +23,14 @@ import torch
 
 from vaelab import analysis, evaluate, plots, posterior
 from vaelab.ui.charts import show_chart
-from vaelab.ui.session import TrainingSession, latest_cached, model_cached, paced_cached
+from vaelab.ui.session import (
+    TrainingSession,
+    has_work_slot,
+    latest_cached,
+    model_cached,
+    paced_cached,
+    take_work_slot,
+)
 
 GAP_IMAGES = 30  # fixed, evenly spaced test images whose mean gap is shown (about 0.1 s of quadrature each)
 SUMMARY_IMAGES = 1000  # test images of the aggregate posterior and the KL bars
@@ -370,7 +377,7 @@ def posterior_views(session: TrainingSession, picked_key: str, prefix: str = "va
     pacer = st.session_state.get(f"{prefix}.pacer")
     if not isinstance(pacer, Pacer):
         pacer = st.session_state[f"{prefix}.pacer"] = Pacer()
-    may_work, start = not session.running or pacer.ready(), time.perf_counter()
+    may_work, start = not session.running or (pacer.ready() and has_work_slot(session)), time.perf_counter()
     worked = picked_posterior_view(session, picked_key, may_work) if gridded else False
     st.subheader("Across the test set")
     if gridded:
@@ -383,6 +390,7 @@ def posterior_views(session: TrainingSession, picked_key: str, prefix: str = "va
                    f"{model.code_dim}): a grid over more is too large.")
     if session.running and worked:
         pacer.worked(time.perf_counter() - start)
+        take_work_slot(session)
     with kl_col:
         kl_view(session, prefix)
     if model.code_dim == 2:
