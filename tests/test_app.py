@@ -332,6 +332,32 @@ def test_paced_cached_works_a_heavy_result_out_again_only_every_few_seconds_whil
     assert state.paced_cached(session, "heavy", compute, 3.0) == (6, "at 6") and calls == [0, 5, 6]
 
 
+def test_heavy_summaries_due_together_take_turns_one_per_redraw_while_training(monkeypatch):
+    from vaelab.ui import session as session_module
+
+    clock = [100.0]
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
+    session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.RUNNING)
+    calls = []
+
+    def compute(name):
+        return lambda: calls.append((name, session.step)) or f"{name} at {session.step}"
+
+    def redraw():
+        state.new_redraw(session)
+        return [state.paced_cached(session, name, compute(name), 3.0)[1] for name in ("kl", "aggregate")]
+
+    assert redraw() == ["kl at 0", "aggregate at 0"]  # a first result is always worked out
+    session.trainer.step, clock[0] = 5, 104.0  # both due again
+    assert redraw() == ["kl at 5", "aggregate at 0"]  # one per redraw
+    session.trainer.step, clock[0] = 6, 105.0
+    assert redraw() == ["kl at 5", "aggregate at 6"]  # the other one next
+    assert calls == [("kl", 0), ("aggregate", 0), ("kl", 5), ("aggregate", 6)]
+    session.status, session.trainer.step = state.PAUSED, 7  # not training: everything at once
+    state.new_redraw(session)
+    assert state.take_work_slot(session) and state.take_work_slot(session)
+
+
 def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeypatch):
     at = _ae_page(epochs=1)
     at.button(key="panel.ae.start").click().run()
