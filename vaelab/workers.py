@@ -176,16 +176,16 @@ def _context():
 
 
 def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress: Progress | None = None,
-              memory_limit_mb: float | None = None) -> list[RunResult]:
+              memory_limit_mb: float | None = None, threads: int | None = None) -> list[RunResult]:
     """Run every spec in its own worker process, ``workers`` at once (default: one per free core, at most one per
-    run), each with its share of the cores. A worker that dies (killed, out of memory) is its run's error; the
-    other runs go on. Results come back in the order of ``specs``."""
+    run), each with its share of the cores (or ``threads`` torch threads). A worker that dies (killed, out of
+    memory) is its run's error; the other runs go on. Results come back in the order of ``specs``."""
     from vaelab.budget import budget_mb
 
     if not specs:
         return []
     workers = max(1, min(workers or free_cores(), len(specs)))
-    threads = max(1, free_cores() // workers)
+    threads = threads or max(1, free_cores() // workers)
     limit = budget_mb() + MEMORY_HEADROOM_MB if memory_limit_mb is None else memory_limit_mb
     ctx = _context()
     progress = ctx.Queue()
