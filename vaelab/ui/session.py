@@ -25,6 +25,7 @@ from vaelab.checkpoints import Checkpoint
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.live_worker import LiveWorker
+from vaelab.memory import release_freed_memory
 from vaelab.training import Trainer
 from vaelab.variants.base import Variant
 
@@ -215,8 +216,9 @@ def mark_saved(session: TrainingSession) -> None:
 
 
 def reset(session: TrainingSession) -> None:
-    """Forget the run (Stop/Reset); the page's form can start a new one."""
+    """Forget the run (Stop/Reset); the page's form can start a new one. The memory it held goes back to the OS."""
     _replace_model(session, None, None, IDLE)
+    release_freed_memory()
 
 
 def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkpoint) -> None:
