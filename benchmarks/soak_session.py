@@ -9,6 +9,11 @@ growth per hour, and an exit status of 1 if the page showed an exception or trai
 
     .venv/bin/python benchmarks/soak_session.py                    # 30 minutes on the Autoencoder page
     .venv/bin/python benchmarks/soak_session.py --minutes 2 --every 10
+    .venv/bin/python benchmarks/soak_session.py --minutes 10 --more-runs 3 --more-minutes 1   # + 3 short runs
+
+``--more-runs N`` then trains N more runs of ``--more-minutes`` each on the same page, each ended by Stop / Reset,
+and prints the server's RSS after each Stop: whether what stays after a Stop is the session's (it would grow run by
+run) or the server's once (imports and caches the first run loaded, the same after every run).
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the reference RSS sample")
     parser.add_argument("--after-stop", type=float, default=15.0, help="seconds after Stop / Reset before the last "
                         "RSS sample")
+    parser.add_argument("--more-runs", type=int, default=0, help="further runs after the first Stop (default 0)")
+    parser.add_argument("--more-minutes", type=float, default=1.0, help="minutes of each further run")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -83,6 +90,14 @@ def main() -> int:
                 page.get_by_role("button", name="Discard the run").click(timeout=WAIT_MS)  # unsaved: it asks
                 page.wait_for_timeout(int(args.after_stop * 1000))
                 stopped = rss_mb(pid)
+                after_more = []
+                for _ in range(args.more_runs):  # Start again, train, Stop / Reset, the RSS after it
+                    page.get_by_role("button", name="Start").click()
+                    page.wait_for_timeout(int(args.more_minutes * 60_000))
+                    page.get_by_role("button", name="Stop / Reset").click()
+                    page.get_by_role("button", name="Discard the run").click(timeout=WAIT_MS)
+                    page.wait_for_timeout(int(args.after_stop * 1000))
+                    after_more.append(rss_mb(pid))
                 browser.close()
         finally:
             server.stop()
@@ -90,6 +105,9 @@ def main() -> int:
     print(f"idle {idle:.0f} MB; {args.after_stop:g} s after Stop / Reset: {stopped:.0f} MB ({stopped - idle:+.0f} MB "
           f"against idle; goal within 100 MB); growth over the session {rows[-1][1] - idle:+.0f} MB against idle "
           f"(goal < 200 MB)")
+    if after_more:
+        print(f"after each of {len(after_more)} more runs of {args.more_minutes:g} min and Stop / Reset: "
+              + ", ".join(f"{mb:.0f} MB ({mb - idle:+.0f})" for mb in after_more) + " against idle")
     return code
 
 
