@@ -327,10 +327,12 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
 
 
 def _posterior_summary(session: TrainingSession) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, logvar) of q(z|x) for SUMMARY_IMAGES spaced test images, at the model's step."""
+    """(mu, logvar) of q(z|x) for SUMMARY_IMAGES spaced test images, at the model's step (once per step: the KL bars
+    and the aggregate posterior share them when both are worked out at one step)."""
     model, test = session.model, session.data.test
     idx = analysis.spaced_indices(len(test), min(SUMMARY_IMAGES, len(test)))
-    return encoder_posteriors(model, model_test_inputs(session)[idx], test.labels[idx])
+    return model_cached(session, "encoder_posteriors", lambda: encoder_posteriors(
+        model, model_test_inputs(session)[idx], test.labels[idx]))
 
 
 def kl_view(session: TrainingSession, prefix: str) -> None:
