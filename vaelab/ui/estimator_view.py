@@ -2,8 +2,8 @@
 
 Each redraw at a new training step measures, on the same fixed test images and the same draws, the variance of a
 one-draw estimate of the encoder's gradient of the reconstruction term by the reparameterisation trick and by the
-score-function estimator (with and without a baseline), and appends it to a per-run series kept in
-``st.session_state``; the chart draws the series on a log scale.
+score-function estimator (with and without a baseline), and appends it to a series kept with the run
+(``run_view_state``); the chart draws the series on a log scale.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import torch
 from vaelab import analysis, plots
 from vaelab.estimators import ESTIMATORS, encoder_gradient_estimates
 from vaelab.ui.charts import show_chart
-from vaelab.ui.session import TrainingSession, take_work_slot
+from vaelab.ui.session import TrainingSession, run_view_state, take_work_slot
 
 IMAGES = 64  # fixed test images the variances are measured on
 DRAWS = 16  # one-draw estimates per image
 SEED = 7  # the same draws at every measurement: the curves move with the model, not with the draw
 MAX_POINTS = 400  # a long run keeps its latest points
 MEASURE_EVERY_SECONDS = 2.0  # while training runs: one measurement (1,024 gradient estimates) at most this often
-SERIES_KEY = "vae.estimator_series"  # st.session_state: {"run": (variant, version), "rows": [(step, var, ...)]}
+SERIES_KEY = "vae.estimator_series"  # run_view_state: {"rows": [(step, var, ...)], "at": time.monotonic()}
 
 
 def measure(session: TrainingSession) -> tuple[float, ...]:
@@ -39,11 +39,7 @@ def measure(session: TrainingSession) -> tuple[float, ...]:
 
 def series(session: TrainingSession) -> list[tuple[int, ...]]:
     """The run's measurements, one more when the model moved to a new step since the last one."""
-    run = (session.variant, session.version)
-    kept = st.session_state.get(SERIES_KEY)
-    if not isinstance(kept, dict) or kept.get("run") != run:
-        kept = {"run": run, "rows": []}
-        st.session_state[SERIES_KEY] = kept
+    kept = run_view_state(session, SERIES_KEY, lambda: {"rows": []})
     rows = kept["rows"]
     due = not session.running or time.monotonic() - kept.get("at", 0.0) >= MEASURE_EVERY_SECONDS
     if not rows or (rows[-1][0] != session.step and due and take_work_slot(session)):

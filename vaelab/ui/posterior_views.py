@@ -29,6 +29,7 @@ from vaelab.ui.session import (
     latest_cached,
     model_cached,
     paced_cached,
+    run_view_state,
     take_work_slot,
 )
 
@@ -157,8 +158,9 @@ def picked_posterior(model, x: torch.Tensor, y: int | None = None) -> PickedPost
 
 @dataclass
 class GapCurve:
-    """The mean gap against the training step for one model version (kept in ``st.session_state``). While training
-    runs, a copy of the weights at ``job_step`` is worked on a few images per redraw; its point is added when done."""
+    """The mean gap against the training step for one model version (kept with the run: ``run_view_state``). While
+    training runs, a copy of the weights at ``job_step`` is worked on a few images per redraw; its point is added
+    when done."""
 
     version: int
     points: dict[int, float] = field(default_factory=dict)  # step -> mean gap (nats)
@@ -284,10 +286,7 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
     model, test = session.model, session.data.test
     idx = analysis.spaced_indices(len(test), min(GAP_IMAGES, len(test)))  # (n,)
     x, y = model_test_inputs(session)[idx], test.labels[idx] if model.uses_labels else None
-    key = f"{prefix}.gap_curve"
-    curve = st.session_state.get(key)
-    if not isinstance(curve, GapCurve) or curve.version != session.version:
-        curve = st.session_state[key] = GapCurve(session.version)
+    curve = run_view_state(session, f"{prefix}.gap_curve", lambda: GapCurve(session.version))
 
     def mean_gap() -> float:
         return float(np.mean([image_gap(model, x[i], None if y is None else int(y[i])) for i in range(len(x))]))

@@ -64,6 +64,7 @@ class TrainingSession:
     results: dict[Hashable, Any] = field(default_factory=dict, repr=False)  # see model_cached
     computed_at: dict[Hashable, float] = field(default_factory=dict, repr=False)  # see paced_cached
     work_slots: int = 1  # heavy summaries this redraw of the pictures may still work out: see take_work_slot
+    run_views: dict[str, Any] = field(default_factory=dict, repr=False)  # see run_view_state
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
 
     # -- what pages read ----------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
     session.version += 1
     session.results.clear()
     session.computed_at.clear()
+    session.run_views.clear()
 
 
 def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
@@ -315,6 +317,15 @@ def paced_cached(session: TrainingSession, name: str, compute: Callable[[], Any]
         return result
 
     return session.step, model_cached(session, name, timed, *key)
+
+
+def run_view_state(session: TrainingSession, name: str, new: Callable[[], Any]) -> Any:
+    """What a live view of this run keeps from one redraw to the next (the mean-gap curve and the frozen copy of
+    the weights it works on, the estimator series), made by ``new()`` on first use. It goes with the run: Stop /
+    Reset, Start or a load drops it (kept in ``st.session_state``, a copy of the weights outlived the run)."""
+    if name not in session.run_views:
+        session.run_views[name] = new()
+    return session.run_views[name]
 
 
 WORK_SLOTS_PER_REDRAW = 1
