@@ -259,6 +259,32 @@ def test_the_gap_curve_works_on_a_frozen_copy_a_little_at_a_time():
     assert set(curve.points) == {10, 20} and curve.points[20] != pytest.approx(expected)
 
 
+def test_the_picked_posterior_follows_a_young_run_closely_and_an_old_one_every_8_s(monkeypatch):
+    from types import SimpleNamespace
+
+    from vaelab.ui.session import RUNNING, TrainingSession
+
+    clock = [100.0]
+    monkeypatch.setattr(pv.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pv, "picked_posterior", lambda model, x, y: SimpleNamespace(computed_at=clock[0]))
+    session = TrainingSession("vae", trainer=SimpleNamespace(step=0, model=None), status=RUNNING)
+
+    def shown(step: int, now: float) -> int:
+        """The step of the picked posterior a redraw at ``step``, time ``now``, draws (the views may work)."""
+        session.trainer.step, clock[0] = step, now
+        return pv._picked_result(session, 0, None, None, may_work=True)[0]
+
+    assert shown(1, 100.0) == 1
+    assert shown(2, 101.0) == 2  # the run doubled its steps: again at once, though 1 s old
+    assert shown(3, 102.0) == 2  # not yet doubled, not 8 s old: the same picture
+    assert shown(40, 102.5) == 40
+    assert shown(70, 110.4) == 40  # 7.9 s old
+    assert shown(71, 110.5) == 71  # 8 s old
+    assert pv._picked_result(session, 0, None, None, may_work=False)[0] == 71  # no work allowed: kept
+    session.trainer.step = 500
+    assert pv._picked_result(session, 0, None, None, may_work=False)[0] == 71
+
+
 def test_image_gap_equals_the_gap_of_the_full_grid_posterior():
     model = _tiny_vae(latent_dim=1, seed=2)
     x = torch.rand(12, generator=torch.Generator().manual_seed(3))

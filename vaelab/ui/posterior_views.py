@@ -39,7 +39,7 @@ AGGREGATE_LIMIT = 4.0  # the aggregate posterior's grid covers [-4, 4]^2
 AGGREGATE_CELLS = 80  # cells per axis
 IS_REPEATS = {1: 20, 10: 20, 100: 10, 1000: 3}  # K -> draws of the importance-weighted bound
 # While training runs, these views' time is taken from the trainer (they share a lock). A redraw does one piece of
-# work at most: the picked image's view again (about 0.3 s) when its last one is older than PICKED_REFRESH_SECONDS,
+# work at most: the picked image's view again (about 0.3 s) when it is stale (``picked_is_stale``),
 # else about GAP_BUDGET_SECONDS of the mean gap (image by image, one at least); after a piece taking t seconds the
 # next waits t (1 / WORK_SHARE - 1), so the work keeps to about WORK_SHARE of the time however fast the machine.
 PICKED_REFRESH_SECONDS = 8.0
@@ -227,15 +227,24 @@ class Pacer:
 def _picked_result(session: TrainingSession, index: int, x: torch.Tensor, y: int | None, may_work: bool
                    ) -> tuple[int, PickedPosterior, bool]:
     """(step, result, whether it was worked out now) for the picked image: at the model's step, except while
-    training runs, when a result for this image is drawn again unless it is older than ``PICKED_REFRESH_SECONDS``
-    and the views ``may_work`` (a newly picked image is worked out at once)."""
+    training runs, when a result for this image is drawn again unless it is stale (``picked_is_stale``) and the views
+    ``may_work`` (a newly picked image is worked out at once)."""
     if session.running:
         found = latest_cached(session, "picked_posterior", index)
-        if found is not None and (not may_work or time.monotonic() - found[1].computed_at < PICKED_REFRESH_SECONDS):
+        if found is not None and (not may_work or not picked_is_stale(
+                found[0], session.step, time.monotonic() - found[1].computed_at)):
             return (*found, False)
     fresh = latest_cached(session, "picked_posterior", index)
     result = model_cached(session, "picked_posterior", lambda: picked_posterior(session.model, x, y), index)
     return session.step, result, fresh is None or fresh[1] is not result
+
+
+def picked_is_stale(shown_step: int, step: int, age_seconds: float) -> bool:
+    """While training runs: whether the picked image's posterior, worked out at ``shown_step`` ``age_seconds`` ago,
+    is due again at ``step``: once ``PICKED_REFRESH_SECONDS`` old, or sooner while the run is young, as soon as the
+    run has doubled its steps since (the posterior moves most in the first hundreds of steps; a fixed 8 s kept the
+    picture of step 1 on screen for the first 8 s of every run)."""
+    return age_seconds >= PICKED_REFRESH_SECONDS or step >= 2 * max(shown_step, 1)
 
 
 def picked_posterior_view(session: TrainingSession, picked_key: str, may_work: bool = True) -> bool:
