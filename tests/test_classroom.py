@@ -8,7 +8,8 @@ import pytest
 from tests.helpers import new_app, no_error, no_exception, session_of
 from vaelab import classroom
 from vaelab.checkpoints import checkpoint_dir, load_checkpoint, read_metadata
-from vaelab.cli import CLASSROOM_NAME, CLASSROOM_PRESETS, build_config
+from vaelab.classroom import CLASSROOM_NAME, CLASSROOM_PRESETS
+from vaelab.cli import build_config
 from vaelab.config import ConfigError
 
 JOB_TIMEOUT_S = 600  # a bound on a hang only (two 1-epoch runs on mnist-5k)

@@ -14,7 +14,8 @@ from torch import distributions as D
 from tests.helpers import mnist_5k_subset
 from vaelab import evaluate, losses, plots
 from vaelab.checkpoints import list_checkpoints, load_checkpoint, read_metadata, save_trainer
-from vaelab.cli import CLASSROOM_NAME, CLASSROOM_PRESETS, main
+from vaelab.classroom import CLASSROOM_NAME, CLASSROOM_PRESETS
+from vaelab.cli import main
 from vaelab.compare import checkpoint_entries, common_terms, comparison_table, key_settings, metric_bars
 from vaelab.config import ConfigError
 from vaelab.data import DataBundle

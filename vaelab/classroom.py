@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vaelab.cli import CLASSROOM_NAME, CLASSROOM_PRESETS, build_config
 from vaelab.config import ConfigError
 from vaelab.workers import RunResult, RunSpec
 
@@ -30,6 +29,11 @@ if TYPE_CHECKING:
 
 # vaelab.checkpoints (torch) is imported where it is used: Home draws its button and progress before torch loads.
 
+# One checkpoint per variant with the preset its lesson uses, named CLASSROOM_NAME (``pretrain`` writes the same).
+CLASSROOM_NAME = "classroom"
+CLASSROOM_PRESETS = {"ae": "default", "denoising": "default", "sparse": "default", "ksparse": "default",
+                     "contractive": "default", "vae": "default", "cvae": "default", "binary-vae": "default",
+                     "ae-gmm": "default"}
 VARIANTS_ENV = "VAELAB_CLASSROOM_VARIANTS"
 EPOCHS_ENV = "VAELAB_CLASSROOM_EPOCHS"
 WAITING, TRAINING, SAVING, SAVED, FAILED = "waiting", "training", "saving", "saved", "failed"
@@ -38,10 +42,8 @@ WAITING, TRAINING, SAVING, SAVED, FAILED = "waiting", "training", "saving", "sav
 def classroom_budget() -> tuple[list[str], int | None]:
     """(variant keys, epochs or None for each preset's) from the environment; every variant by default."""
     text = os.environ.get(VARIANTS_ENV, "").strip()
-    keys = [k.strip() for k in text.split(",") if k.strip()] if text else list(CLASSROOM_PRESETS)
-    for key in keys:
-        if key not in CLASSROOM_PRESETS:
-            raise ConfigError(VARIANTS_ENV, f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
+    keys = checked_variants([k.strip() for k in text.split(",") if k.strip()] if text else list(CLASSROOM_PRESETS),
+                            VARIANTS_ENV)
     epochs_text = os.environ.get(EPOCHS_ENV, "").strip()
     if not epochs_text:
         return keys, None
@@ -54,13 +56,29 @@ def classroom_budget() -> tuple[list[str], int | None]:
     return keys, epochs
 
 
+def checked_variants(keys: list[str], field_name: str) -> list[str]:
+    """``keys`` when each is a variant of the classroom set; else a ConfigError naming ``field_name``."""
+    for key in keys:
+        if key not in CLASSROOM_PRESETS:
+            raise ConfigError(field_name, f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
+    return keys
+
+
+def lesson_config(variant: str, epochs: int | None = None):
+    """The variant's lesson preset, ``epochs`` (when given) instead of the preset's."""
+    from vaelab.variants import get_variant
+
+    return get_variant(variant).config_cls.from_preset(CLASSROOM_PRESETS[variant],
+                                                        **({} if epochs is None else {"epochs": epochs}))
+
+
 def lesson_specs(train: str, test: str | None = None, seed: int = 0, device: str = "cpu",
                  variants: list[str] | None = None, epochs: int | None = None,
                  directory: str | Path | None = None) -> list[RunSpec]:
     """One run per variant: its lesson preset (``epochs`` overrides the preset's), saved as ``classroom``."""
     keys = list(CLASSROOM_PRESETS) if variants is None else variants
-    return [RunSpec(key, build_config(key, CLASSROOM_PRESETS[key], [], epochs).to_dict(), train, test, seed, device,
-                    CLASSROOM_NAME, None if directory is None else str(directory)) for key in keys]
+    return [RunSpec(key, lesson_config(key, epochs).to_dict(), train, test, seed, device, CLASSROOM_NAME,
+                    None if directory is None else str(directory)) for key in keys]
 
 
 def lesson_checkpoint(variant: str, directory: str | Path | None = None) -> Path | None:

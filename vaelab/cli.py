@@ -239,13 +239,6 @@ def _evaluate_with_bar(path, data, k: int | None, n: int | None, quiet: bool, de
         return evaluate_checkpoint(path, data, k=k, n=n, on_progress=on_progress)
 
 
-# The classroom set: one checkpoint per variant with the preset its lesson uses, named CLASSROOM_NAME.
-CLASSROOM_NAME = "classroom"
-CLASSROOM_PRESETS = {"ae": "default", "denoising": "default", "sparse": "default", "ksparse": "default",
-                     "contractive": "default", "vae": "default", "cvae": "default", "binary-vae": "default",
-                     "ae-gmm": "default"}
-
-
 def run_with_bars(specs, args, labels: list[str]) -> list:
     """Run the specs on the workers (local processes, or Ray with --ray), one progress bar per run."""
     from tqdm import tqdm
@@ -274,20 +267,15 @@ def cmd_pretrain(args) -> int:
     """Train every variant with its lesson preset (in parallel, on the workers) and save it as
     checkpoints/<variant>/classroom.pt."""
     from vaelab import checkpoints
+    from vaelab.classroom import CLASSROOM_PRESETS, checked_variants, lesson_specs
     from vaelab.evaluate import DEFAULT_K, DEFAULT_N, check_settings
-    from vaelab.workers import RunSpec
 
     check_settings(DEFAULT_K if args.k is None else args.k, DEFAULT_N if args.n is None else args.n)
-    keys = args.only or list(CLASSROOM_PRESETS)
-    for key in keys:
-        if key not in CLASSROOM_PRESETS:
-            raise ConfigError("--only", f"unknown variant {key!r}; allowed: {', '.join(CLASSROOM_PRESETS)}")
+    keys = checked_variants(args.only or list(CLASSROOM_PRESETS), "--only")
     data = load_requested_data(args)  # here: a bad source fails before any worker starts
     print(f"preparing the classroom set on {data.spec['train']} (test: {data.spec['test']}) into "
           f"{args.dir or checkpoints.checkpoint_dir()}", file=sys.stderr)
-    specs = [RunSpec(key, build_config(key, CLASSROOM_PRESETS[key], [], args.epochs).to_dict(), args.dataset,
-                     args.test_dataset, args.seed, args.device, CLASSROOM_NAME,
-                     None if args.dir is None else str(args.dir)) for key in keys]
+    specs = lesson_specs(args.dataset, args.test_dataset, args.seed, args.device, keys, args.epochs, args.dir)
     failures = 0
     for key, result in zip(keys, run_with_bars(specs, args, keys), strict=True):
         if not result.ok:
