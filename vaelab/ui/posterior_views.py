@@ -278,8 +278,10 @@ def picked_posterior_view(session: TrainingSession, picked_key: str, may_work: b
         show_chart(fig, key=f"{picked_key}.bound", name="Importance-weighted bound against K", live=session.running)
         repeats = ", ".join(f"{n} at K = {k:,}" for k, n in IS_REPEATS.items())
         st.caption("log (1/K) Σₖ p(x|zₖ) p(zₖ) / q(zₖ|x) with zₖ ~ q(z|x), drawn again and again with fresh zₖ "
-                   f"({repeats}): dots are draws, the line their mean ± 1 standard error. Its mean is at most "
-                   "log p(x) (dashed) for every K and rises to it as K grows; K = 1 is a one-sample ELBO.")
+                   f"({repeats}): dots are draws, the line their mean ± 1 standard error. Its expected value is at "
+                   "most log p(x) (dashed) for every K and rises to it as K grows; K = 1 is a one-sample ELBO. A "
+                   "mean of a few draws can still land above the line: (1/K) Σₖ wₖ estimates p(x) without bias, "
+                   "and where q misses part of the posterior a rare large weight lifts a draw above log p(x).")
     st.markdown(f"**{equation_line(grid)}**")
     st.caption("log p(x) = log ∫ p(x|z) N(z; 0, I) dz by the midpoint rule on a grid that zooms into the posterior "
                "and doubles its points until log p(x) moves by less than 0.01 nat; ELBO = E_q[log p(x|z) + "
