@@ -229,14 +229,12 @@ def _picked_result(session: TrainingSession, index: int, x: torch.Tensor, y: int
     """(step, result, whether it was worked out now) for the picked image: at the model's step, except while
     training runs, when a result for this image is drawn again unless it is stale (``picked_is_stale``) and the views
     ``may_work`` (a newly picked image is worked out at once)."""
-    if session.running:
-        found = latest_cached(session, "picked_posterior", index)
-        if found is not None and (not may_work or not picked_is_stale(
-                found[0], session.step, time.monotonic() - found[1].computed_at)):
-            return (*found, False)
-    fresh = latest_cached(session, "picked_posterior", index)
+    found = latest_cached(session, "picked_posterior", index)
+    if session.running and found is not None and (not may_work or not picked_is_stale(
+            found[0], session.step, time.monotonic() - found[1].computed_at)):
+        return (*found, False)
     result = model_cached(session, "picked_posterior", lambda: picked_posterior(session.model, x, y), index)
-    return session.step, result, fresh is None or fresh[1] is not result
+    return session.step, result, found is None or found[1] is not result
 
 
 def picked_is_stale(shown_step: int, step: int, age_seconds: float) -> bool:
