@@ -8,8 +8,10 @@ step; a killed worker is reported with its cause and leaves other sessions alone
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -17,6 +19,7 @@ import torch
 
 from tests.helpers import chart_specs, new_app, no_exception, session_of, stop_reset
 from vaelab.data import load_data
+from vaelab.live_worker import STATE_PART_BYTES, _receive_report, _send_report
 from vaelab.training import Trainer
 from vaelab.ui import session as state
 from vaelab.ui.session import TrainingSession
@@ -53,6 +56,20 @@ def _same_state(a: Trainer, b: Trainer) -> bool:
     weights = all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(),
                                                     strict=True))
     return weights and a.step == b.step and torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+@pytest.mark.parametrize("size", [1, STATE_PART_BYTES, 3 * STATE_PART_BYTES + 17])
+def test_a_report_arrives_whole_when_its_state_travels_in_parts(size):
+    sender, receiver = multiprocessing.Pipe(duplex=True)
+    state_bytes = os.urandom(size)
+    report = {"base": 3, "rows": [{"step": 1}], "complete": True, "final": False, "failure": None}
+    thread = threading.Thread(target=lambda: (_send_report(sender, {**report, "state": state_bytes}),
+                                              _send_report(sender, {**report, "state": None})))
+    thread.start()  # the parts of a large state fill the pipe: the reader must read while it is written
+    first, second = _receive_report(receiver), _receive_report(receiver)
+    thread.join()
+    assert first == {**report, "state": state_bytes}
+    assert second == {**report, "state": None}
 
 
 def test_start_pause_resume_finish_through_the_worker_match_an_uninterrupted_run(data):
@@ -123,6 +140,27 @@ def test_a_killed_worker_is_reported_and_the_run_can_resume(data):
     kept = session.step
     state.resume(session)
     _wait(session, lambda: session.step > kept)
+    state.reset(session)
+
+
+def test_a_killed_workers_run_goes_back_to_its_last_complete_state_exactly(data):
+    """Reports between complete ones carry only the weights: a dead worker's run must not keep those weights with an
+    older optimizer and RNG, but the whole state of its last complete report, and no history row after it."""
+    session = _session()
+    state.start(session, _config(epochs=50), data, seed=0, device="cpu")
+    _wait(session, lambda: session.step >= 10)
+    time.sleep(1.0)  # a second of weights-only reports after the first, complete one
+    _wait(session, lambda: session.step >= 30)
+    shown = session.step
+    os.kill(session.worker.pid, signal.SIGKILL)
+    _wait(session, lambda: session.status != state.RUNNING)
+    kept = session.step
+    assert 0 < kept < shown  # back to the complete state of the first report
+    reference = Trainer("ae", _config(epochs=50), data, seed=0)
+    reference.advance(max_steps=kept)
+    assert _same_state(session.trainer, reference)
+    assert session.trainer.optimizer.state_dict()["state"][0]["step"] == kept  # Adam's own count agrees
+    assert max(r["step"] for r in session.history) <= kept
     state.reset(session)
 
 

@@ -7,21 +7,25 @@
 
 The worker owns the training: its own process (forkserver preloaded with torch on Linux, spawn elsewhere), its own
 RNG, its share of the cores and a memory limit set by the operating system. It runs the same ``Trainer`` in chunks
-and answers each request between chunks with one *report*: the history rows since the last report, the trainer's
-complete state (weights, optimizer, RNG, data order: ``Trainer.state_dict`` without the history) and its status.
+and answers each request between chunks with one *report*: the history rows since the last report, the weights and
+counters the pictures draw from, and its status. Every ``COMPLETE_EVERY_S``, when asked (a save) and in its last
+report it sends the trainer's complete state instead (weights, optimizer, RNG, data order: ``Trainer.state_dict``
+without the history): three times the bytes for Adam, which the server would unpickle two or three times a second.
 Requests are asynchronous: ``poll`` takes what has arrived and asks for the next report, so a redraw never waits
 for training and training never waits for a redraw (a thread in the worker writes the report into the pipe).
 
-The mirror takes every report's rows and weights at once (the pictures draw from them) and the complete state when
-it is needed (``settle``: pause, save, a dead worker, the end of the run), so after ``settle`` the mirror is the
+The mirror takes every report's rows and weights at once (the pictures draw from them) and the newest complete state
+when it is needed (``settle``: pause, save, a dead worker, the end of the run), so after ``settle`` the mirror is the
 run's exact state and saving or resuming it is the same as saving or resuming the worker. A worker that dies is
-reported with its cause (``error``); the run keeps the last report's state.
+reported with its cause (``error``); the run goes back to its last complete state (at most ``COMPLETE_EVERY_S``
+old), the history rows after it dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import queue as queue_module
 import threading
@@ -46,6 +50,11 @@ CHUNK_SECONDS = 0.2  # training between two looks at the command pipe (Pause ans
 FIRST_CHUNK_SECONDS = 0.05  # a fresh run's first chunk: its first loss row reaches the page sooner
 MAX_THREADS = 4  # these models gain nothing from more torch threads; more only take cores from other sessions
 SETTLE_TIMEOUT_S = 10.0
+# A report's state travels in parts of this size. multiprocessing reads a message with os.read(fd, remaining) until
+# it has all of it: each read allocates a buffer of all that remains and fills 64 KiB of it (a pipe's worth), so one
+# 4 MB message cost about 140 MB of allocations. In the server that was 100 MB/s while the VAE page trained.
+STATE_PART_BYTES = 64 * 1024
+COMPLETE_EVERY_S = 5.0  # a report carries the complete state at least this often (what a dead worker's run keeps)
 # this process's running workers (new ones take their share of the cores); weak, so that a session that goes away
 # (a closed tab) takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
 _live_workers: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
@@ -112,7 +121,9 @@ class LiveWorker:
 
         self.mirror = mirror
         self.error: str | None = None  # the worker died or failed: why
-        self._latest_state: dict[str, Any] | None = None  # the newest complete state not yet in the mirror
+        self._complete: dict[str, Any] | None = None  # the newest complete state the worker reported
+        self._complete_rows = 0  # the history rows at that state
+        self._mirror_settled = True  # the mirror holds exactly that state (no later weights applied)
         self._awaiting = False  # a report was asked for and has not arrived
         self._finished = False  # the worker sent its last report (paused, done, error) and ended
         limit = budget_mb() + MEMORY_HEADROOM_MB if memory_limit_mb is None else memory_limit_mb
@@ -164,7 +175,7 @@ class LiveWorker:
         if not self.alive:
             self.settle()
             return
-        self._send(("report",))
+        self._send(("report", True))  # the complete state
         deadline = time.monotonic() + timeout
         arrived = False
         while not arrived and time.monotonic() < deadline and self.alive:
@@ -180,11 +191,13 @@ class LiveWorker:
         self._close()
 
     def settle(self) -> None:
-        """Put the newest complete state into the mirror (weights, optimizer, RNG, data order, step, error)."""
-        if self._latest_state is None:
+        """Put the newest complete state into the mirror (weights, optimizer, RNG, data order, step, error); the
+        history rows logged after it (a dead worker's last seconds) go."""
+        if self._complete is None or self._mirror_settled:
             return
-        state, self._latest_state = self._latest_state, None
-        self.mirror.load_state_dict({**state, "history": self.mirror.history})
+        del self.mirror.history[self._complete_rows:]
+        self.mirror.load_state_dict({**self._complete, "history": self.mirror.history})
+        self._mirror_settled = True
 
     # -- inside ---------------------------------------------------------------------------------------------
     def _finish(self, command: str, timeout: float) -> None:
@@ -200,7 +213,7 @@ class LiveWorker:
 
     def _request(self) -> None:
         if not self._awaiting:
-            self._send(("report",))
+            self._send(("report", False))
             self._awaiting = True
 
     def _send(self, message: tuple) -> None:
@@ -216,7 +229,7 @@ class LiveWorker:
             try:
                 if not self._conn.poll(timeout):
                     break
-                report = self._conn.recv()
+                report = _receive_report(self._conn)
             except (EOFError, OSError):
                 break
             timeout, arrived = 0.0, True
@@ -230,7 +243,7 @@ class LiveWorker:
             return
         try:
             while not self._conn.closed and self._conn.poll(0):
-                self._apply(self._conn.recv())
+                self._apply(_receive_report(self._conn))
         except (EOFError, OSError):
             pass
         if not self._finished:
@@ -254,7 +267,9 @@ class LiveWorker:
             mirror.step, mirror.epoch, mirror.elapsed = state["step"], state["epoch"], state["elapsed"]
             mirror.error = state["error"]
             mirror.model.set_training_progress(mirror.step / mirror.steps_per_epoch)
-            self._latest_state = state
+            if report.get("complete"):
+                self._complete, self._complete_rows = state, len(mirror.history)
+            self._mirror_settled = False
         if report.get("final"):
             self._finished = True
             self._process.join(timeout=5)
@@ -273,6 +288,27 @@ class LiveWorker:
                 self._process.kill()
         except (AttributeError, ValueError, AssertionError):
             pass
+
+
+def _send_report(conn: Any, report: dict[str, Any]) -> None:
+    """``report`` with its state bytes sent after it in ``STATE_PART_BYTES`` parts (``_receive_report``)."""
+    state = report.get("state")
+    if state is None:
+        conn.send(report)
+        return
+    view = memoryview(state)
+    conn.send({**report, "state": None, "state_parts": math.ceil(len(view) / STATE_PART_BYTES)})
+    for start in range(0, len(view), STATE_PART_BYTES):
+        conn.send_bytes(view[start:start + STATE_PART_BYTES])
+
+
+def _receive_report(conn: Any) -> dict[str, Any]:
+    """One report as ``_send_report`` sent it, its state bytes whole again."""
+    report = conn.recv()
+    parts = report.pop("state_parts", 0)
+    if parts:
+        report["state"] = b"".join([conn.recv_bytes() for _ in range(parts)])
+    return report
 
 
 # ---------------------------------------------------------------- the worker process
@@ -297,7 +333,7 @@ def _write_reports(conn: Any, outbox: queue_module.Queue) -> None:
     """The worker's sender: a report of a few MB blocks on the pipe until the server reads it; training does not."""
     while (report := outbox.get()) is not None:
         try:
-            conn.send(report)
+            _send_report(conn, report)
         except (OSError, ValueError):  # the server went away
             return
         except Exception as error:  # noqa: BLE001 (no memory to pickle it: say so in a few bytes)
@@ -312,14 +348,22 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
     from vaelab.variants import get_variant
 
     sent = 0  # history rows already reported
+    completed_at = -math.inf  # when a report last carried the complete state
 
-    def report(final: bool = False, failure: str | None = None) -> None:
-        nonlocal sent
+    def report(final: bool = False, failure: str | None = None, complete: bool = False) -> None:
+        nonlocal sent, completed_at
         base = min(sent, len(trainer.history))
         rows = [dict(r) for r in trainer.history[base:]]
         sent = len(trainer.history)
-        outbox.put({"base": base, "rows": rows, "state": _to_bytes(trainer.state_dict(include_history=False)),
-                    "final": final, "failure": failure})
+        complete = complete or final or time.monotonic() - completed_at >= COMPLETE_EVERY_S
+        if complete:
+            completed_at = time.monotonic()
+            state = trainer.state_dict(include_history=False)
+        else:  # what the pictures draw from
+            state = {"model": trainer.model.state_dict(), "step": trainer.step, "epoch": trainer.epoch,
+                     "elapsed": trainer.elapsed, "error": trainer.error}
+        outbox.put({"base": base, "rows": rows, "state": _to_bytes(state), "complete": complete, "final": final,
+                    "failure": failure})
 
     trainer: Trainer | None = None
     ready = False  # the trainer holds the run's state
@@ -334,9 +378,9 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
             trainer.advance(max_seconds=FIRST_CHUNK_SECONDS)  # a fresh run: the first report carries rows
         while True:
             while conn.poll(0):
-                command = conn.recv()[0]
+                command, *options = conn.recv()
                 if command == "report":
-                    report()
+                    report(complete=bool(options and options[0]))
                 elif command == "pause":
                     report(final=True)
                     return
