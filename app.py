@@ -15,6 +15,7 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
+from vaelab.memory import map_large_blocks
 from vaelab.ui import presenter
 from vaelab.ui.charts import install_figure_helpers
 from vaelab.ui.links import (
@@ -27,6 +28,8 @@ from vaelab.ui.links import (
 )
 from vaelab.ui.pages import PageSpec, draw_navigation, is_home, navigation_pages, spec_of
 from vaelab.ui.restart import restart_notice
+
+map_large_blocks()  # what a run's redraws allocated goes back to the OS after Stop (vaelab/memory.py)
 
 
 def render_sidebar() -> None:

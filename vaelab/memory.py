@@ -2,7 +2,9 @@
 
 CPython and torch free a discarded run's tensors and figures into the C allocator, which keeps most of them for
 reuse: after Stop / Reset the server's resident memory stayed about 190 MB above its idle figure (benchmarks/
-soak_session.py). glibc's ``malloc_trim`` returns the free pages at the top of each heap and in its arenas.
+soak_session.py). glibc's ``malloc_trim`` returns the free pages at the top of each heap and in its arenas
+(``release_freed_memory``): that brought it to 100 to 130 MB above. Most of the rest was big blocks that glibc had
+put in the heap, pinned there by small blocks still in use (``map_large_blocks``, which the app sets at start).
 """
 
 from __future__ import annotations
@@ -12,17 +14,37 @@ import ctypes.util
 import functools
 import gc
 import sys
+import threading
+
+M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>: mallopt's parameter number
 
 
 @functools.cache
-def _malloc_trim():
+def _glibc():
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        libc.malloc_trim, libc.mallopt  # noqa: B018 (glibc has both; musl has neither)
+        return libc
+    except (OSError, AttributeError):
         return None
+
+
+def _malloc_trim():
+    libc = _glibc()
+    return libc.malloc_trim if libc is not None else None
+
+
+def map_large_blocks(threshold_bytes: int = 128 * 1024) -> bool:
+    """Have glibc give every block of at least ``threshold_bytes`` its own mapping, returned to the OS when freed.
+
+    glibc starts with this threshold at 128 KiB but raises it each time such a block is freed (up to 32 MiB), after
+    which the big buffers of a redraw (PNG bytes, figure JSON, arrays) come from the heap, where the small objects
+    between them keep the freed space from going back. Setting the threshold fixes it. True when the allocator took
+    the setting (glibc only). The training workers are separate processes: their allocator keeps its defaults."""
+    libc = _glibc()
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)) if libc is not None else False
 
 
 def release_freed_memory() -> bool:
@@ -30,3 +52,21 @@ def release_freed_memory() -> bool:
     gc.collect()
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+_later_lock = threading.Lock()
+_later: threading.Timer | None = None
+
+
+def release_freed_memory_later(delay_s: float = 5.0) -> None:
+    """``release_freed_memory`` once more, ``delay_s`` from now, in a thread of its own (a later call moves it).
+
+    Measured 15 s after Stop / Reset, the discarded run's last redraws still held about 80 MB for the allocator to
+    give back (their images and figures go once the page has been drawn again without them)."""
+    global _later
+    with _later_lock:
+        if _later is not None:
+            _later.cancel()
+        _later = threading.Timer(delay_s, release_freed_memory)
+        _later.daemon = True
+        _later.start()

@@ -25,7 +25,7 @@ from vaelab.checkpoints import Checkpoint
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
 from vaelab.live_worker import LiveWorker
-from vaelab.memory import release_freed_memory
+from vaelab.memory import release_freed_memory, release_freed_memory_later
 from vaelab.training import Trainer
 from vaelab.variants.base import Variant
 
@@ -221,6 +221,7 @@ def reset(session: TrainingSession) -> None:
     """Forget the run (Stop/Reset); the page's form can start a new one. The memory it held goes back to the OS."""
     _replace_model(session, None, None, IDLE)
     release_freed_memory()
+    release_freed_memory_later()  # and what the page's next redraws free
 
 
 def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkpoint) -> None:
