@@ -5,6 +5,8 @@ optional Ray backend against a local Ray started by the test."""
 import csv
 import os
 import signal
+import sys
+import threading
 
 import pytest
 import torch
@@ -113,3 +115,35 @@ def test_workers_take_the_callers_settings_of_now_not_the_forkservers(tmp_path, 
                        "digits", name="here")
         (result,) = run_local([spec], workers=1)
         assert result.ok and result.path == str(folder / "ae" / "here.pt")
+
+
+def test_main_stays_hidden_until_the_last_of_two_overlapping_worker_starts_is_done():
+    """Two threads start workers at once: the first one done must not bring __main__'s file back while the second
+    starts its worker (that worker re-ran app.py and exited with status 1)."""
+    main = sys.modules["__main__"]
+    had_file = hasattr(main, "__file__")
+    original = getattr(main, "__file__", None)
+    main.__file__ = "/somewhere/app.py"
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def second_start() -> None:
+        with workers._main_module_hidden():
+            inside.set()
+            release.wait(10)
+            seen.append(main.__file__)  # what a worker started now would re-import
+
+    try:
+        with workers._main_module_hidden():
+            thread = threading.Thread(target=second_start)
+            thread.start()
+            inside.wait(10)
+        release.set()  # the first start is done; the second starts its worker now
+        thread.join(10)
+        assert seen == [None]
+        assert main.__file__ == "/somewhere/app.py"  # back once both are done
+    finally:
+        if had_file:
+            main.__file__ = original
+        else:
+            del main.__file__

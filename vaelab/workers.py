@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -218,20 +219,34 @@ def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress:
     return [r if r is not None else RunResult(s, error="no result") for r, s in zip(results, specs, strict=True)]
 
 
+_hidden_lock = threading.Lock()
+_hidden_depth = 0  # threads inside _main_module_hidden now
+_hidden_saved: dict[str, Any] = {}
+
+
 @contextmanager
 def _main_module_hidden() -> Iterator[None]:
     """multiprocessing re-imports the parent's ``__main__`` in a forkserver or spawned worker. Ours need nothing from
     it, and a script that runs code when imported (Streamlit runs app.py as __main__; a user's script without a
-    main guard) would run again there: hide it while a worker starts."""
+    main guard) would run again there: hide it while a worker starts. Threads may start workers at once (the
+    forkserver's warm-up beside a class preparation): it stays hidden until the last of them is done (a thread that
+    restored it while another was starting its worker had that worker run app.py and exit with status 1)."""
+    global _hidden_depth, _hidden_saved
     main = sys.modules.get("__main__")
-    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
-    for name in saved:
-        setattr(main, name, None)
+    with _hidden_lock:
+        if _hidden_depth == 0:
+            _hidden_saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+            for name in _hidden_saved:
+                setattr(main, name, None)
+        _hidden_depth += 1
     try:
         yield
     finally:
-        for name, value in saved.items():
-            setattr(main, name, value)
+        with _hidden_lock:
+            _hidden_depth -= 1
+            if _hidden_depth == 0:
+                for name, value in _hidden_saved.items():
+                    setattr(main, name, value)
 
 
 def vaelab_environment() -> dict[str, str]:
