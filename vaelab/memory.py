@@ -36,6 +36,7 @@ def _malloc_trim():
     return libc.malloc_trim if libc is not None else None
 
 
+@functools.cache  # once per process: app.py runs again at every rerun
 def map_large_blocks(threshold_bytes: int = 128 * 1024) -> bool:
     """Have glibc give every block of at least ``threshold_bytes`` its own mapping, returned to the OS when freed.
 
@@ -61,8 +62,8 @@ _later: threading.Timer | None = None
 def release_freed_memory_later(delay_s: float = 5.0) -> None:
     """``release_freed_memory`` once more, ``delay_s`` from now, in a thread of its own (a later call moves it).
 
-    Measured 15 s after Stop / Reset, the discarded run's last redraws still held about 80 MB for the allocator to
-    give back (their images and figures go once the page has been drawn again without them)."""
+    Before the threshold was fixed (``map_large_blocks``), a trim 15 s after Stop / Reset still gave back 50 to 85 MB
+    that the page's later redraws had freed; with it, the effect of this second trim was not measurable."""
     global _later
     with _later_lock:
         if _later is not None:
