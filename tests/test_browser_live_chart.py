@@ -136,3 +136,66 @@ def test_plotly_is_fetched_once_and_a_chart_off_screen_draws_when_it_comes_on_sc
             assert _draws(page, "below") == 2
         finally:
             browser.close()
+
+
+def _figure_args(title: str, y: list[float]) -> dict:
+    """A chart with the house margins (plots.MARGIN: 10 px left and bottom), whose tick labels push them out."""
+    figure = go.Figure(go.Scatter(x=list(range(len(y))), y=y), layout={
+        "title": title, "xaxis_title": "step", "yaxis_title": "loss", "margin": {"l": 10, "r": 10, "t": 40, "b": 10}})
+    return {"spec": figure_spec(figure), "config": chart_config(title), "height": 300, "clickable": False}
+
+
+def test_a_redraw_lays_the_chart_out_once_and_its_labels_still_fit(chart_server):
+    """Plotly's automargin starts each Plotly.react from the figure's own margins; tick labels that do not fit them
+    make it lay the chart out a second time (half of every live redraw's cost). The chart keeps the margins its
+    last drawing settled on: a redraw with new data lays the plot area out once, at its settled width, and labels
+    that grow still push the margins out."""
+    from playwright.sync_api import sync_playwright
+
+    labels_inside = """() => { const d = document.getElementById('top').contentDocument;
+        const svg = d.querySelector('.main-svg').getBoundingClientRect();
+        return Array.from(d.querySelectorAll('.ytick text, .ytitle, .xtick text, .xtitle')).every(t => {
+            const b = t.getBoundingClientRect();
+            return b.left >= svg.left - 0.5 && b.bottom <= svg.bottom + 0.5; }); }"""
+    # every width the plot area's clip rectangle takes while the chart draws (a layout pass each)
+    watch_widths = """() => { const w = document.getElementById('top').contentWindow;
+        const gd = w.document.getElementById('chart');
+        w.__widths = [];
+        if (w.__watch) return;
+        w.__watch = new w.MutationObserver(changes => { for (const c of changes) { const t = c.target;
+            if (t.tagName === 'rect' && t.parentNode.id.includes('xyplot'))  // the width each change replaced
+                w.__widths.push(c.oldValue === null ? null : Number(c.oldValue)); } });
+        w.__watch.observe(gd, {subtree: true, attributeFilter: ['width'], attributeOldValue: true}); }"""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 600})
+            page.goto(f"{chart_server}/parent.html")
+            page.wait_for_function("() => { const w = document.getElementById('top').contentWindow;"
+                                   " return w && w.Plotly; }", timeout=WAIT_MS)
+
+            def draw(title: str, y: list[float]) -> list[float]:
+                """Send a figure and wait for it; the plot area's widths while it was drawn."""
+                page.evaluate(watch_widths)
+                page.evaluate("([id, args]) => document.getElementById(id).contentWindow.postMessage("
+                              "{type: 'streamlit:render', args}, '*')", ["top", _figure_args(title, y)])
+                page.wait_for_function(f"() => (document.getElementById('top').contentDocument.querySelector("
+                                       f"'.gtitle') || {{}}).textContent === '{title}'", timeout=WAIT_MS)
+                page.wait_for_timeout(300)  # a second layout, if any, comes after the first
+                final = page.evaluate("() => document.getElementById('top').contentDocument.getElementById('chart')"
+                                      "._fullLayout._size.w")
+                return [*page.evaluate("() => document.getElementById('top').contentWindow.__widths"), final]
+
+            draw("step 1", [5000.0, 4000.0, 3500.0])  # the first drawing finds its margins
+            assert page.evaluate(labels_inside)
+            settled = page.evaluate("() => document.getElementById('top').contentDocument.getElementById('chart')"
+                                    "._fullLayout._size.w")
+            widths = draw("step 2", [5000.0, 4000.0, 3500.0, 3200.0, 3100.0])  # new data, labels as wide
+            assert set(widths) <= {settled, None}, widths  # never laid out at another width: once, as settled
+            assert page.evaluate(labels_inside)
+            draw("step 3", [100_000.0, 100_000.4, 100_000.8, 100_001.2])  # wider labels ("100,000.4")
+            grown = page.evaluate("() => document.getElementById('top').contentDocument.getElementById('chart')"
+                                  "._fullLayout._size.w")
+            assert grown < settled and page.evaluate(labels_inside)  # the margins grew to fit them
+        finally:
+            browser.close()

@@ -111,9 +111,21 @@ try {
   window.addEventListener("pagehide", () => page.removeEventListener("scroll", drawIfOnScreen, {capture: true}));
 } catch (error) { /* another origin: every figure is drawn (onScreen) */ }
 new IntersectionObserver(drawIfOnScreen).observe(chart);
+// Margins that only grow: a redraw starts from the margins the last drawing settled on (its labels fitted them).
+// Plotly's automargin otherwise starts each Plotly.react from the figure's own small margins, finds the tick labels
+// do not fit and draws the whole chart a second time: half of every redraw (VAE page, in place: loss chart 72 -> 40
+// ms, latent map 169 -> 86 ms). Labels that grow still push the margins out.
+function grownMargin(margin) {
+  const size = chart._fullLayout && chart._fullLayout._size;
+  if (!size) return margin;
+  const grown = {...margin};
+  for (const side of ["l", "r", "t", "b"]) grown[side] = Math.max(margin[side] ?? 0, size[side]);
+  return grown;
+}
 function draw(args) {
   drawnOnce = true;
   const layout = {...args.spec.layout, autosize: true, height: args.height};
+  layout.margin = grownMargin(layout.margin || {});
   if (layout.title && layout.title.text) layout.title = {...layout.title, text: "<b>" + layout.title.text + "</b>"};
   const config = {...args.config, responsive: true, showSendToCloud: false, showLink: false};
   config.modeBarButtonsToAdd = [{name: "svg", title: "Download plot as SVG", icon: SVG_ICON,
