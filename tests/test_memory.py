@@ -92,3 +92,47 @@ def test_memory_freed_after_the_call_goes_back_a_moment_later():
     out = subprocess.run([sys.executable, "-c", LATER], capture_output=True, text=True, check=True).stdout
     freed, later = (float(v) for v in out.split())
     assert later < freed - 80
+
+
+FREEZE = """
+import gc, weakref
+from vaelab.memory import freeze_long_lived_objects
+
+class Node:
+    pass
+
+modules_like = [[i] for i in range(200_000)]  # long-lived containers (lists: always tracked)
+walked_before = len(gc.get_objects(generation=2)) + len(gc.get_objects(generation=1)) + len(gc.get_objects(0))
+frozen = freeze_long_lived_objects()
+walked_after = len(gc.get_objects(generation=2)) + len(gc.get_objects(generation=1)) + len(gc.get_objects(0))
+again = freeze_long_lived_objects()  # once per process: later objects are not frozen
+a, b = Node(), Node()
+a.other, b.other = b, a  # a garbage cycle made after the freeze: still collected
+collected = []
+weakref.finalize(a, collected.append, True)
+del a, b
+gc.collect()
+print(walked_before, frozen, walked_after, again, collected == [True])
+"""
+
+
+def test_freezing_takes_long_lived_objects_out_of_full_collections_and_later_cycles_are_still_collected():
+    out = subprocess.run([sys.executable, "-c", FREEZE], capture_output=True, text=True, check=True).stdout
+    walked_before, frozen, walked_after, again, collected = out.split()
+    assert int(frozen) >= 200_000 and int(walked_before) >= 200_000
+    assert int(walked_after) < 1000  # a full collection no longer walks them
+    assert again == frozen and collected == "True"
+
+
+WARMED = """
+import gc
+from vaelab import live_worker
+live_worker._warm()  # what the server's warm-up thread runs once
+print(gc.get_freeze_count(), len(gc.get_objects()))
+"""
+
+
+def test_the_servers_warm_up_freezes_what_its_imports_left():
+    out = subprocess.run([sys.executable, "-c", WARMED], capture_output=True, text=True, check=True, timeout=120).stdout
+    frozen, walked = (int(v) for v in out.split())
+    assert frozen > 100_000 and walked < frozen / 10  # torch, sympy, ...: out of every full collection

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from vaelab.memory import freeze_long_lived_objects
 from vaelab.training import Trainer
 from vaelab.workers import (
     MEMORY_HEADROOM_MB,
@@ -100,6 +101,7 @@ def _warm() -> None:
     import torch._dynamo  # noqa: F401  (Adam imports it on first use)
 
     warm_up()
+    freeze_long_lived_objects()  # all heavy imports done (torch._dynamo brings sympy, triton, ...)
 
 
 def _to_bytes(obj: Any) -> bytes:
