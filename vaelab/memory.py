@@ -54,9 +54,10 @@ def freeze_long_lived_objects() -> int:
 
     The server calls it once its warm-up has imported torch, ``torch._dynamo`` (with sympy, triton, ...), Streamlit,
     Plotly and the data: about 490,000 objects (functions, tuples, classes of modules) that every full collection
-    walked again, holding the GIL: 0.11-0.34 s each in the server, one every 3-4 s while a page trains, and one at
-    Stop / Reset (``release_freed_memory``) that the next Start waited behind. Frozen objects are still freed when
-    their last reference goes; only cycles among them would stay, and these objects stay anyway."""
+    walked again, holding the GIL: 0.1-0.34 s each in the server (one in 30 s of the VAE page training, one at
+    Stop / Reset in ``release_freed_memory`` and one 5 s later, which a Start right after waited behind). Frozen
+    objects are still freed when their last reference goes; only cycles among them would stay, and these objects
+    stay anyway."""
     gc.collect()  # today's garbage first: it would stay for good
     gc.freeze()
     return gc.get_freeze_count()
