@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vaelab import analysis  # noqa: E402
+from vaelab.analysis import inference, latent_maps  # noqa: E402
 from vaelab.data import load_data  # noqa: E402
 from vaelab.training import Trainer  # noqa: E402
 from vaelab.variants import get_variant  # noqa: E402
@@ -48,8 +48,8 @@ def codes_for_map(epochs: int) -> tuple[np.ndarray, np.ndarray, str]:
     trainer = Trainer("vae", config, data, seed=0)
     trainer.run()
     split = data.test if real_test else data.train
-    idx = analysis.spaced_indices(len(split), N_CODES)
-    codes = analysis.encode_dataset(trainer.model, split.images[idx])  # (2000, 20)
+    idx = inference.spaced_indices(len(split), N_CODES)
+    codes = inference.encode_dataset(trainer.model, split.images[idx])  # (2000, 20)
     return codes, split.labels[idx].numpy(), "real MNIST test images" if real_test else "mnist-5k training images"
 
 
@@ -59,8 +59,8 @@ def bench_maps(codes: np.ndarray, labels: np.ndarray, repeats: int) -> None:
     from sklearn.neighbors import KNeighborsClassifier
 
     methods = {"scikit-learn defaults": lambda: TSNE(2, random_state=0).fit_transform(codes),
-               "vaelab tsne_2d": lambda: analysis.tsne_2d(codes),  # threads: the idle cores (what the pages get)
-               "vaelab tsne_2d, 2 threads": lambda: analysis.tsne_2d(codes, n_jobs=2)}
+               "vaelab tsne_2d": lambda: latent_maps.tsne_2d(codes),  # threads: the idle cores (what the pages get)
+               "vaelab tsne_2d, 2 threads": lambda: latent_maps.tsne_2d(codes, n_jobs=2)}
     times: dict[str, list[float]] = {m: [] for m in methods}
     quality = {}
     for r in range(repeats):
@@ -70,7 +70,7 @@ def bench_maps(codes: np.ndarray, labels: np.ndarray, repeats: int) -> None:
             points = fn()
             times[name].append(time.perf_counter() - t0)
             print(f"  {name:26s} run {r + 1}: {times[name][-1]:.2f} s (load {load:.2f}, idle cores "
-                  f"{analysis.idle_cores()})", flush=True)
+                  f"{latent_maps.idle_cores()})", flush=True)
             if name not in quality:
                 quality[name] = (trustworthiness(codes, points, n_neighbors=5),
                                  cross_val_score(KNeighborsClassifier(10), points, labels, cv=5).mean())

@@ -3,7 +3,8 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import sparsity
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.latent_views import test_codes, tsne_section
@@ -17,7 +18,7 @@ require_app_frame()  # a deep link as a fresh server's first request: run inside
 def code_views(session: TrainingSession) -> None:
     """Live: histogram of code values and, for a 2-unit code, the code map coloured by digit."""
     codes, labels, _ = test_codes(session)  # (n, code), (n,)
-    stats = analysis.code_statistics(codes)
+    stats = sparsity.code_statistics(codes)
     two_d = codes.shape[1] == 2
     left, right = st.columns(2) if two_d else (st.container(), None)
     with left:

@@ -3,7 +3,8 @@ samples from the mixture beside samples from N(0, I) in the same code space."""
 
 import streamlit as st
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import generation, image_grids, inference, latent_maps
 from vaelab.config import ConfigError
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
@@ -24,7 +25,7 @@ KEY = "ae_gmm"
 
 def training_sample(session: TrainingSession, n: int):
     """n evenly spaced training images (n, D) and labels (n,): the codes the mixture is fitted on."""
-    idx = analysis.spaced_indices(len(session.data.train), n)
+    idx = inference.spaced_indices(len(session.data.train), n)
     return session.data.train.images[idx], session.data.train.labels[idx]
 
 
@@ -32,9 +33,9 @@ def mixture_map(session: TrainingSession, drawn) -> None:
     """Training codes coloured by digit, the mixture's 2-sd ellipses, and the two sets of sampled codes."""
     model = session.model
     x, y = training_sample(session, MAX_MAP_CODES)
-    codes = model_cached(session, "train_codes", lambda: analysis.encode_dataset(model, x))  # (n, d)
-    center, axes, method = analysis.code_plane(codes)
-    points = analysis.project_to_plane(codes, center, axes)  # (n, 2)
+    codes = model_cached(session, "train_codes", lambda: inference.encode_dataset(model, x))  # (n, d)
+    center, axes, method = latent_maps.code_plane(codes)
+    points = latent_maps.project_to_plane(codes, center, axes)  # (n, 2)
     pca = method == "pca"
     fig = plots.latent_scatter(points, y.numpy(), axis_titles=("PC 1", "PC 2") if pca else ("z₁", "z₂"),
                                title=(f"Codes of {len(points):,} training images"
@@ -42,11 +43,11 @@ def mixture_map(session: TrainingSession, drawn) -> None:
                                       + (f", mixture of {model.mixture_components} ({model.mixture_covariance})"
                                          if bool(model.mixture_fitted) else "") + f", step {session.step:,}"))
     if drawn is not None:
-        means, covs = analysis.project_gaussians(model.mixture_means, model.mixture_covariances, center, axes)
-        plots.add_ellipses(fig, analysis.mixture_ellipses(means, covs), name="mixture components (2 sd)")
-        plots.add_points(fig, analysis.project_to_plane(drawn["mixture_codes"], center, axes),
+        means, covs = latent_maps.project_gaussians(model.mixture_means, model.mixture_covariances, center, axes)
+        plots.add_ellipses(fig, latent_maps.mixture_ellipses(means, covs), name="mixture components (2 sd)")
+        plots.add_points(fig, latent_maps.project_to_plane(drawn["mixture_codes"], center, axes),
                          "codes drawn from the mixture", **plots.MIXTURE_DRAWS)
-        plots.add_points(fig, analysis.project_to_plane(drawn["normal_codes"], center, axes),
+        plots.add_points(fig, latent_maps.project_to_plane(drawn["normal_codes"], center, axes),
                          "codes drawn from N(0, I)", **plots.NORMAL_DRAWS)
     fig.update_layout(height=540)  # room for the legend: 10 digits, the ellipses and the two kinds of draws
     show_chart(fig, key=f"{KEY}.map", name="AE + GMM code map", live=session.running)
@@ -56,11 +57,11 @@ def sample_pictures(session: TrainingSession, drawn) -> None:
     shape = session.data.image_shape
     left, right = st.columns(2)
     with left:
-        show_picture(analysis.image_grid(drawn["mixture_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
+        show_picture(image_grids.image_grid(drawn["mixture_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
                      caption=f"Decoded codes drawn from the Gaussian mixture fitted on the training codes "
                              f"(step {session.step:,}).", name="AE + GMM mixture samples")
     with right:
-        show_picture(analysis.image_grid(drawn["normal_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
+        show_picture(image_grids.image_grid(drawn["normal_images"], shape, ncols=SAMPLE_COLUMNS), scale=2,
                      caption=f"Decoded codes drawn from N(0, I) in the same code space (step {session.step:,}).",
                      name="AE + GMM samples from N(0, I)")
     st.caption("The autoencoder alone is not a generator: nothing in its loss says where in the code space real "
@@ -77,7 +78,7 @@ def live_views(session: TrainingSession) -> None:
     drawn = None
     if bool(model.mixture_fitted):
         seed = current_settings().seed
-        drawn = model_cached(session, "drawn", lambda: analysis.mixture_vs_normal_samples(model, N_SAMPLES, seed),
+        drawn = model_cached(session, "drawn", lambda: generation.mixture_vs_normal_samples(model, N_SAMPLES, seed),
                              seed, model.mixture_version)
     if model.code_dim < 2:
         st.caption("A 1-unit code has no 2-D map; choose a code size of 2 or more.")

@@ -6,7 +6,8 @@ import math
 import streamlit as st
 import torch
 
-from vaelab import analysis, companions, plots
+from vaelab import companions, plots
+from vaelab.analysis import history_rows, inference, latent_maps
 from vaelab.checkpoints import CheckpointError, list_checkpoints
 from vaelab.data import binarize
 from vaelab.ui.charts import show_chart
@@ -32,14 +33,14 @@ VARIANCE_SERIES = {"grad_variance": "with the baseline b", "grad_variance_no_bas
 
 def variance_view(session: TrainingSession) -> None:
     history = session.history
-    if analysis.recent_mean(history, "grad_variance_no_baseline") is None:
+    if history_rows.recent_mean(history, "grad_variance_no_baseline") is None:
         st.caption("The gradient-variance curves appear after the first training steps.")
         return
     fig = plots.train_curves(history, VARIANCE_SERIES, log_y=True, y_title="variance (log scale)",
                              title="Score-function gradient variance")
     show_chart(fig, key="binary.variance", name="Score-function gradient variance", live=session.running)
-    with_b = analysis.recent_mean(history, "grad_variance")
-    without_b = analysis.recent_mean(history, "grad_variance_no_baseline")
+    with_b = history_rows.recent_mean(history, "grad_variance")
+    without_b = history_rows.recent_mean(history, "grad_variance_no_baseline")
     trains_with = "with the baseline" if session.config.baseline else "without a baseline (b = 0)"
     ratio = f"{without_b / with_b:,.0f}x" if with_b else "—"
     st.caption(f"Both curves are measured on the same batches and the same sampled bits; the model trains "
@@ -54,8 +55,8 @@ def code_map(session: TrainingSession) -> None:
     x, y, _ = test_sample(session, MAX_LIVE_CODES)
 
     def compute():
-        codes = analysis.encode_dataset(session.model, x)  # (n, d) Bernoulli means
-        return analysis.latent_map(codes, y.numpy(), method="pca")[0]  # (n, 2)
+        codes = inference.encode_dataset(session.model, x)  # (n, d) Bernoulli means
+        return latent_maps.latent_map(codes, y.numpy(), method="pca")[0]  # (n, 2)
 
     points = model_cached(session, "pca_map", compute)
     fig = plots.latent_scatter(points, y.numpy(), axis_titles=("PC 1", "PC 2"),

@@ -5,7 +5,8 @@ from functools import partial
 
 import streamlit as st
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import history_rows, inference, robustness
 from vaelab.baselines import ReferenceRun
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
@@ -28,7 +29,7 @@ REFERENCE = "same net without the penalty (λ = 0)"
 
 def probe_images(session: TrainingSession):
     test = session.data.test
-    return test.images[analysis.spaced_indices(len(test), PROBE_IMAGES)]  # (n, D)
+    return test.images[inference.spaced_indices(len(test), PROBE_IMAGES)]  # (n, D)
 
 
 def mean_jacobian(model: Variant, x) -> float:
@@ -63,7 +64,7 @@ def jacobian_section(session: TrainingSession, reference: ReferenceRun | None) -
                 f"Now: $\\lVert J_f(x) \\rVert_F^2$ = {now:.3g} on average over {len(x)} test images.",
                 icon=":material/info:")
         return
-    rows = analysis.term_history(session.history, "contractive", scale=1.0 / lam, name=JACOBIAN)
+    rows = history_rows.term_history(session.history, "contractive", scale=1.0 / lam, name=JACOBIAN)
     if not rows:
         st.caption("The Jacobian norm appears after the first steps.")
         return
@@ -86,12 +87,12 @@ def jacobian_section(session: TrainingSession, reference: ReferenceRun | None) -
 def sensitivity_section(session: TrainingSession, reference: ReferenceRun | None) -> None:
     x = probe_images(session)
     lines = {f"contractive (λ = {session.config.lam:g})": model_cached(
-        session, "sensitivity", lambda: analysis.sensitivity_curve(session.model, x, EPS_VALUES, N_DIRECTIONS))}
+        session, "sensitivity", lambda: robustness.sensitivity_curve(session.model, x, EPS_VALUES, N_DIRECTIONS))}
     level = reference is not None and reference.trainer.step == session.step  # both nets as far trained
     if level:
         lines[REFERENCE] = model_cached(
             session, "reference_sensitivity",
-            lambda: analysis.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS))
+            lambda: robustness.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS))
     st.markdown(f"**Code change against input perturbation size** (step {session.step:,})")
     fig = plots.line_chart(EPS_VALUES, lines, x_title="perturbation size ε = ‖δ‖", y_title="‖f(x + δ) − f(x)‖")
     fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})

@@ -3,7 +3,7 @@ of a chosen digit, its style manifold, and the latent map of the codes given the
 
 import streamlit as st
 
-from vaelab import analysis
+from vaelab.analysis import generation, image_grids
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
@@ -28,8 +28,8 @@ def style_grid_view(session: TrainingSession, width: str = "content") -> None:
     button_col.button("New styles", key="cvae.new_styles", icon=":material/refresh:", on_click=bump,
                       args=(STYLE_SEED_KEY,))
     seed = st.session_state.get(STYLE_SEED_KEY, 0)
-    images = analysis.digit_style_grid(session.model, n_styles, seed=seed)  # (10 * n_styles, D)
-    show_picture(analysis.image_grid(images, session.data.image_shape, ncols=n_styles), scale=2, width=width,
+    images = generation.digit_style_grid(session.model, n_styles, seed=seed)  # (10 * n_styles, D)
+    show_picture(image_grids.image_grid(images, session.data.image_shape, ncols=n_styles), scale=2, width=width,
                  name="CVAE digit x style",
                  caption=f"Digit x style: each column holds one z ~ N(0, I) fixed, row k decodes it with y = k "
                          f"(styles #{seed}, step {session.step:,}).")
@@ -65,15 +65,15 @@ def one_digit_section(session: TrainingSession) -> None:
     seed = st.session_state.get(SAMPLE_SEED_KEY, 0)
     samples_col, manifold_col = st.columns(2) if model.code_dim == 2 else (st.container(), None)
     with samples_col:
-        images = analysis.prior_samples(model, n, temperature, seed=seed, y=int(digit))  # (n, D)
-        show_picture(analysis.image_grid(images, session.data.image_shape, ncols=8), scale=2,
+        images = generation.prior_samples(model, n, temperature, seed=seed, y=int(digit))  # (n, D)
+        show_picture(image_grids.image_grid(images, session.data.image_shape, ncols=8), scale=2,
                      name="CVAE samples of one digit",
                      caption=f"{n} samples of the digit {digit}: decoded (z, y = {digit}), z = τ · ε, "
                              f"τ = {temperature:g} (draw #{seed}, step {session.step:,})")
     if manifold_col is not None:
         with manifold_col:
             size = st.slider("Manifold grid size n", 5, 20, 12, key="cvae.manifold_n")
-            grid = analysis.manifold_grid(model, size, session.data.image_shape, y=int(digit))  # (n*H, n*W)
+            grid = generation.manifold_grid(model, size, session.data.image_shape, y=int(digit))  # (n*H, n*W)
             show_picture(grid, scale=max(1, round(360 / grid.shape[0])), name="CVAE style manifold",
                          caption=f"The style manifold of the digit {digit}: z on a grid through the inverse "
                                  f"Gaussian CDF, decoded with the same label (step {session.step:,}).")

@@ -5,7 +5,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import inference, robustness
 from vaelab.ui.charts import show_chart
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
@@ -59,11 +60,11 @@ def noisy_rows(session: TrainingSession) -> tuple[torch.Tensor, torch.Tensor, to
 
 def sweep_figure(session: TrainingSession, kind: str):
     test = session.data.test
-    x = test.images[analysis.spaced_indices(len(test), SWEEP_IMAGES)]  # (n, D)
+    x = test.images[inference.spaced_indices(len(test), SWEEP_IMAGES)]  # (n, D)
 
     def compute():
-        return (analysis.corruption_sweep(session.model, x, kind, SWEEP_LEVELS, corrupt, seed=NOISE_SEED),
-                analysis.corruption_baseline(x, kind, SWEEP_LEVELS, corrupt, seed=NOISE_SEED))
+        return (robustness.corruption_sweep(session.model, x, kind, SWEEP_LEVELS, corrupt, seed=NOISE_SEED),
+                robustness.corruption_baseline(x, kind, SWEEP_LEVELS, corrupt, seed=NOISE_SEED))
 
     denoised, noisy = model_cached(session, "sweep", compute, kind)
     fig = plots.line_chart(SWEEP_LEVELS, {"denoised by this model": denoised, "corrupted input (no model)": noisy},

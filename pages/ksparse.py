@@ -5,7 +5,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import image_grids, sparsity
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows, show_picture
@@ -32,7 +33,7 @@ def chosen_image(session: TrainingSession) -> tuple[int, torch.Tensor]:
 
 
 def fired_units(session: TrainingSession, image: torch.Tensor, k: int, index: int) -> None:
-    units, values = analysis.top_k_units(session.model, image, k)  # (k,), (k,) largest first
+    units, values = sparsity.top_k_units(session.model, image, k)  # (k,), (k,) largest first
     fig = plots.bar_chart([f"#{u}" for u in units], values.tolist(),
                           title=f"The {k} units that fire for test image {index}, step {session.step:,}",
                           y_title="activation")
@@ -42,8 +43,8 @@ def fired_units(session: TrainingSession, image: torch.Tensor, k: int, index: in
     if session.config.hidden_sizes:
         st.caption("Filters of code units are drawn for one-layer encoders only (this one has hidden layers).")
         return
-    weights = analysis.first_layer_weights(session.model)[units]  # (k, D), in firing order
-    show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
+    weights = image_grids.first_layer_weights(session.model)[units]  # (k, D), in firing order
+    show_picture(image_grids.filter_grid(weights, session.data.image_shape), scale=2,
                  caption=f"Their filters, strongest first (units {', '.join(str(u) for u in units[:12])}"
                          f"{', …' if k > 12 else ''}) · step {session.step:,}",
                  name="k-sparse filters of the units that fire")
@@ -52,7 +53,7 @@ def fired_units(session: TrainingSession, image: torch.Tensor, k: int, index: in
 def reconstructions(session: TrainingSession, image: torch.Tensor, k: int) -> None:
     code_size = session.config.code_size
     ks = sorted({*(s for s in SHOWN_KS if s <= code_size), k, code_size})
-    recon = analysis.reconstructions_at_k(session.model, image, ks)  # (len(ks), D)
+    recon = sparsity.reconstructions_at_k(session.model, image, ks)  # (len(ks), D)
     show_image_rows([np.concatenate([image.numpy()[None], recon])], session.data.image_shape,
                     caption="The image, then decoded from its k largest units for k = "
                             + ", ".join(str(s) for s in ks)
@@ -66,8 +67,8 @@ def ksparse_views(session: TrainingSession) -> None:
     grid, inspect = st.columns([2, 3])
     with grid:
         what = "code unit" if not config.hidden_sizes else "first hidden unit"
-        weights = analysis.first_layer_weights(session.model)
-        show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
+        weights = image_grids.first_layer_weights(session.model)
+        show_picture(image_grids.filter_grid(weights, session.data.image_shape), scale=2,
                      caption=f"Each {what}'s encoder weights as an image ({len(weights)} units, each tile scaled "
                              f"to its own min..max) · k = {session.model.current_k} now · step {session.step:,}",
                      name="k-sparse filters")

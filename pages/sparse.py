@@ -3,7 +3,8 @@ curve with the units on it, and the penalty's share of the loss; all redrawn liv
 
 import streamlit as st
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import history_rows, image_grids, inference, sparsity
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
@@ -20,10 +21,10 @@ SHARE = "sparsity / total"
 
 
 def filter_section(session: TrainingSession) -> None:
-    weights = analysis.first_layer_weights(session.model)  # (units, D)
+    weights = image_grids.first_layer_weights(session.model)  # (units, D)
     hidden = session.config.hidden_sizes
     what = "code unit" if not hidden else "first hidden unit"
-    show_picture(analysis.filter_grid(weights, session.data.image_shape), scale=2,
+    show_picture(image_grids.filter_grid(weights, session.data.image_shape), scale=2,
                  caption=f"Each {what}'s encoder weights as a {session.data.image_shape[0]}x"
                          f"{session.data.image_shape[1]} image ({len(weights)} units, each tile scaled to its own "
                          f"min..max) · step {session.step:,}", name="Sparse autoencoder filters")
@@ -32,9 +33,9 @@ def filter_section(session: TrainingSession) -> None:
 def mean_activations(session: TrainingSession):
     """rho_hat_j: each code unit's mean activation over test images. -> (units,)"""
     test = session.data.test
-    x = test.images[analysis.spaced_indices(len(test), ACTIVATION_IMAGES)]
-    codes = model_cached(session, "codes", lambda: analysis.encode_dataset(session.model, x))  # (n, units)
-    return analysis.code_statistics(codes)["mean"], len(x)
+    x = test.images[inference.spaced_indices(len(test), ACTIVATION_IMAGES)]
+    codes = model_cached(session, "codes", lambda: inference.encode_dataset(session.model, x))  # (n, units)
+    return sparsity.code_statistics(codes)["mean"], len(x)
 
 
 def sparse_views(session: TrainingSession) -> None:
@@ -54,8 +55,8 @@ def sparse_views(session: TrainingSession) -> None:
                           key=f"sparse.compare_rho.{session.version}",
                           help=f"Draws KL(ρ′ ‖ ρ̂) as a lighter curve; the model trains with ρ = {config.rho:g} "
                                f"(the form's rho). {CLASSIC_RHO} gives the classic picture.")
-        fig = plots.kl_bernoulli_figure(config.rho, *analysis.kl_bernoulli_curve(config.rho), unit_rho_hats=rho_hat,
-                                        compare=(other, *analysis.kl_bernoulli_curve(other)),
+        fig = plots.kl_bernoulli_figure(config.rho, *sparsity.kl_bernoulli_curve(config.rho), unit_rho_hats=rho_hat,
+                                        compare=(other, *sparsity.kl_bernoulli_curve(other)),
                                         title=f"KL(ρ ‖ ρ̂), training ρ = {config.rho:g}, step {session.step:,}")
         show_chart(fig, key="sparse.kl", name="Sparse KL-Bernoulli curve", live=session.running)
         st.caption(f"Markers: the units at their current ρ̂ⱼ ({n_images:,} test images) on the curve of the training "
@@ -63,7 +64,7 @@ def sparse_views(session: TrainingSession) -> None:
                    f"ρ̂ⱼ, times β = {config.beta:g} (summed over units: `sparsity`). Move ρ′ off ρ for a second, "
                    "lighter curve; double-click the chart to see all of ρ̂ in (0, 1).")
     with share:
-        rows = analysis.term_share_history(session.history, "sparsity", name=SHARE)
+        rows = history_rows.term_share_history(session.history, "sparsity", name=SHARE)
         if not rows:
             st.caption("The penalty's share of the loss appears after the first steps.")
             return

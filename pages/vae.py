@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis
+from vaelab.analysis import generation, image_grids, inference
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.estimator_view import estimator_variance_view
 from vaelab.ui.explain import what_you_are_seeing
@@ -60,7 +60,7 @@ def live_views(session: TrainingSession) -> None:
         with manifold_col:
             n = st.slider("Manifold grid size n", 5, 25, 15, key="vae.manifold_n",
                           help="Decodes z = Φ⁻¹(p) on an n x n grid of p in [0.05, 0.95]² (Φ: the N(0,1) CDF).")
-            grid = analysis.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
+            grid = generation.manifold_grid(session.model, n, session.data.image_shape)  # (n*H, n*W)
             show_picture(grid, scale=max(1, round(360 / grid.shape[0])), name="VAE manifold",
                          caption="Manifold: each tile decodes one z on a grid through the inverse Gaussian CDF, so "
                                  f"the tiles are equally likely under the prior (step {session.step:,}).")
@@ -83,8 +83,8 @@ def samples_section(session: TrainingSession) -> None:
     button_col.button("Regenerate", key="vae.regenerate", icon=":material/refresh:", on_click=bump,
                       args=(SAMPLE_SEED_KEY,))
     seed = st.session_state.get(SAMPLE_SEED_KEY, 0)
-    images = analysis.prior_samples(session.model, n, temperature, seed=seed)  # (n, D)
-    show_picture(analysis.image_grid(images, session.data.image_shape, ncols=16 if n > 64 else 8), scale=2,
+    images = generation.prior_samples(session.model, n, temperature, seed=seed)  # (n, D)
+    show_picture(image_grids.image_grid(images, session.data.image_shape, ncols=16 if n > 64 else 8), scale=2,
                  name="VAE prior samples",
                  caption=f"Decoded z = τ · ε, ε ~ N(0, I), τ = {temperature:g} (draw #{seed}, step {session.step:,})")
 
@@ -102,7 +102,7 @@ def interpolation_section(session: TrainingSession) -> None:
     a = a_col.number_input("Test image A (index)", 0, last, first_index(test.labels, 1, 0), key="vae.interp_a")
     b = b_col.number_input("Test image B (index)", 0, last, first_index(test.labels, 7, last), key="vae.interp_b")
     steps = steps_col.slider("Steps", 3, 15, 10, key="vae.interp_steps")
-    frames = analysis.interpolate(session.model, test.images[a], test.images[b], steps)  # (steps, D)
+    frames = generation.interpolate(session.model, test.images[a], test.images[b], steps)  # (steps, D)
     row = torch.cat([test.images[a][None], torch.from_numpy(frames), test.images[b][None]])  # (steps + 2, D)
     show_image_rows([row], session.data.image_shape, name="VAE interpolation",
                     caption=f"Left: test image A (#{a}, a {int(test.labels[a])}); then decodings of "
@@ -124,7 +124,7 @@ def traversal_section(session: TrainingSession) -> None:
     model, test = session.model, session.data.test
     index = st.number_input("Start from test image (index)", 0, len(test) - 1, 0, key="vae.trav_index")
     x = test.images[index]  # (D,)
-    z0 = analysis.encode_dataset(model, x[None])[0]  # (d,)
+    z0 = inference.encode_dataset(model, x[None])[0]  # (d,)
     dims = min(model.code_dim, MAX_TRAVERSAL_DIMS)
     reset = st.session_state.get(TRAVERSAL_RESET_KEY, 0)
     slider_col, image_col = st.columns([3, 2])
@@ -139,7 +139,7 @@ def traversal_section(session: TrainingSession) -> None:
             st.caption(f"Sliders for the first {dims} of {model.code_dim} dimensions; the others stay at the "
                        "image's code.")
     with image_col:
-        decoded = analysis.decode_latents(model, z[None])  # (1, D)
+        decoded = inference.decode_latents(model, z[None])  # (1, D)
         show_image_rows([np.stack([x.numpy(), decoded[0]])], session.data.image_shape, scale=4,
                         name="VAE decoding of the sliders",
                         caption=f"Left: test image #{index} (a {int(test.labels[index])}); right: the decoding of "
@@ -149,7 +149,7 @@ def traversal_section(session: TrainingSession) -> None:
                   args=(TRAVERSAL_RESET_KEY,))
     with slider_col:
         values = np.linspace(-3.0, 3.0, 9)
-        rows = [analysis.latent_traversal(model, x, k, values) for k in range(dims)]  # each (9, D)
+        rows = [generation.latent_traversal(model, x, k, values) for k in range(dims)]  # each (9, D)
         show_image_rows(rows, session.data.image_shape, scale=2, name="VAE latent traversal",
                         caption=f"Row k sweeps z_k through {', '.join(f'{v:g}' for v in values)} with the other "
                                 f"dimensions at the image's code (rows z1 … z{dims}, top to bottom) · "

@@ -1,5 +1,5 @@
-"""vaelab.analysis: codes, maps, grids and lesson curves against independent computations (scipy, numpy,
-torch.distributions, direct calls of the model)."""
+"""vaelab.analysis (inference, latent maps, image grids, generation, sparsity, robustness): codes, maps, grids and
+lesson curves against independent computations (scipy, numpy, torch.distributions, direct calls of the model)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from scipy.special import ndtri
 from torch import distributions as dist
 
-from vaelab import analysis
+from vaelab.analysis import generation, image_grids, inference, latent_maps, robustness, sparsity
 from vaelab.variants import build_model, get_variant
 
 H, W = 3, 4  # tiny images keep every model here instant
@@ -38,7 +38,7 @@ def test_encode_dataset_matches_encode_in_batches_and_restores_mode(was_training
     model = tiny_model("ae", hidden_sizes=(8,), code_size=5)
     model.train(was_training)
     x = rand_images(23)
-    codes = analysis.encode_dataset(model, x, batch_size=7)  # 4 batches, the last one short
+    codes = inference.encode_dataset(model, x, batch_size=7)  # 4 batches, the last one short
     assert codes.shape == (23, 5) and codes.dtype == np.float32
     with torch.no_grad():
         expected = model.eval().encode(x).numpy()
@@ -51,18 +51,18 @@ def test_encode_dataset_passes_labels_to_a_conditional_model():
     model = tiny_model("cvae", hidden_sizes=(8,), latent_dim=3)
     x, y = rand_images(10), torch.arange(10) % 10
     with pytest.raises(ValueError, match="y"):
-        analysis.encode_dataset(model, x)
-    codes = analysis.encode_dataset(model, x, y, batch_size=4)
+        inference.encode_dataset(model, x)
+    codes = inference.encode_dataset(model, x, y, batch_size=4)
     with torch.no_grad():
         expected = model.eval().encode(x, y).numpy()
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
     # a different label changes the code: the labels really reach the encoder
-    assert not np.allclose(codes, analysis.encode_dataset(model, x, (y + 1) % 10))
+    assert not np.allclose(codes, inference.encode_dataset(model, x, (y + 1) % 10))
 
 
 def test_encode_dataset_rejects_wrong_image_size():
     with pytest.raises(ValueError, match="pixels"):
-        analysis.encode_dataset(tiny_model("ae"), torch.rand(4, D + 1))
+        inference.encode_dataset(tiny_model("ae"), torch.rand(4, D + 1))
 
 
 # ---------------------------------------------------------------- 2-D maps
@@ -70,7 +70,7 @@ def test_tsne_separates_two_far_apart_clusters():
     rng = np.random.default_rng(0)
     a = rng.normal(0.0, 1.0, (150, 10))
     b = rng.normal(0.0, 1.0, (150, 10)) + 40.0
-    emb = analysis.tsne_2d(np.concatenate([a, b]), seed=0, n_jobs=1)  # one thread: the test machine is shared
+    emb = latent_maps.tsne_2d(np.concatenate([a, b]), seed=0, n_jobs=1)  # one thread: the test machine is shared
     assert emb.shape == (300, 2) and np.isfinite(emb).all()
     ca, cb = emb[:150].mean(0), emb[150:].mean(0)
     nearer_own = np.concatenate([np.linalg.norm(emb[:150] - ca, axis=1) < np.linalg.norm(emb[:150] - cb, axis=1),
@@ -80,9 +80,9 @@ def test_tsne_separates_two_far_apart_clusters():
 
 def test_tsne_rejects_too_few_codes_and_bad_values():
     with pytest.raises(ValueError, match="perplexity"):
-        analysis.tsne_2d(np.zeros((20, 3)))
+        latent_maps.tsne_2d(np.zeros((20, 3)))
     with pytest.raises(ValueError, match="NaN"):
-        analysis.tsne_2d(np.full((50, 3), np.nan))
+        latent_maps.tsne_2d(np.full((50, 3), np.nan))
 
 
 def test_idle_cores_follow_the_load_average(monkeypatch):
@@ -90,35 +90,35 @@ def test_idle_cores_follow_the_load_average(monkeypatch):
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert analysis.idle_cores() == cores
+    assert latent_maps.idle_cores() == cores
     monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
-    assert analysis.idle_cores() == 1
+    assert latent_maps.idle_cores() == 1
 
 
 def test_latent_map_keeps_2d_codes_and_maps_others():
     codes = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32)
-    points, method = analysis.latent_map(codes, labels=np.zeros(40))
+    points, method = latent_maps.latent_map(codes, labels=np.zeros(40))
     assert method == "identity"
     np.testing.assert_array_equal(points, codes)
     codes6 = np.random.default_rng(2).normal(size=(40, 6))
-    points, method = analysis.latent_map(codes6, method="pca")
+    points, method = latent_maps.latent_map(codes6, method="pca")
     assert method == "pca" and points.shape == (40, 2)
     centred = codes6 - codes6.mean(0)  # PCA = projection on the top right-singular vectors (up to sign)
     top = np.linalg.svd(centred, full_matrices=False)[2][:2]
     np.testing.assert_allclose(np.abs(points), np.abs(centred @ top.T), rtol=1e-4, atol=1e-4)
-    points, method = analysis.latent_map(np.random.default_rng(3).normal(size=(120, 3)), n_jobs=1)
+    points, method = latent_maps.latent_map(np.random.default_rng(3).normal(size=(120, 3)), n_jobs=1)
     assert method == "tsne" and points.shape == (120, 2)
     with pytest.raises(ValueError, match="labels"):
-        analysis.latent_map(codes, labels=np.zeros(39))
+        latent_maps.latent_map(codes, labels=np.zeros(39))
     with pytest.raises(ValueError, match="method"):
-        analysis.latent_map(codes, method="umap")
+        latent_maps.latent_map(codes, method="umap")
 
 
 # ---------------------------------------------------------------- grids
 def test_filter_grid_tiles_are_min_max_normalised_weights():
     weight = torch.randn(7, D, generator=torch.Generator().manual_seed(3))
     weight[6] = 0.25  # a constant unit shows as mid-grey
-    grid = analysis.filter_grid(weight, (H, W))  # 7 units -> 3 columns, 3 rows
+    grid = image_grids.filter_grid(weight, (H, W))  # 7 units -> 3 columns, 3 rows
     assert grid.shape == (3 * H + 2, 3 * W + 2)
     for unit in range(7):
         r, c = divmod(unit, 3)
@@ -127,16 +127,16 @@ def test_filter_grid_tiles_are_min_max_normalised_weights():
         np.testing.assert_allclose(tile(grid, r, c, 1), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(grid[H, :], 1.0)  # separator row
     np.testing.assert_array_equal(tile(grid, 2, 1, 1), 1.0)  # empty cells
-    assert analysis.filter_grid(torch.randn(144, 28 * 28), (28, 28)).shape == (12 * 28 + 11, 12 * 28 + 11)
+    assert image_grids.filter_grid(torch.randn(144, 28 * 28), (28, 28)).shape == (12 * 28 + 11, 12 * 28 + 11)
     with pytest.raises(ValueError, match="grid"):
-        analysis.filter_grid(weight, (H, W), grid=(2, 3))
+        image_grids.filter_grid(weight, (H, W), grid=(2, 3))
 
 
 def test_near_square_grid():
-    assert analysis.near_square_grid(144) == (12, 12)
-    assert analysis.near_square_grid(20) == (4, 5)
+    assert image_grids.near_square_grid(144) == (12, 12)
+    assert image_grids.near_square_grid(20) == (4, 5)
     for n in range(1, 60):
-        rows, cols = analysis.near_square_grid(n)
+        rows, cols = image_grids.near_square_grid(n)
         assert rows * cols >= n and (rows - 1) * cols < n and abs(rows - cols) <= 1
 
 
@@ -148,7 +148,7 @@ def test_near_square_grid():
 ])
 def test_first_layer_weights_reads_the_pixels(key, overrides, expected_units):
     model = tiny_model(key, **overrides)
-    w = analysis.first_layer_weights(model)
+    w = image_grids.first_layer_weights(model)
     assert w.shape == (expected_units, D)
     first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     np.testing.assert_array_equal(w, first.weight.detach().numpy()[:, :D])
@@ -156,7 +156,7 @@ def test_first_layer_weights_reads_the_pixels(key, overrides, expected_units):
 
 def test_image_grid_tiles_images_unchanged():
     images = rand_images(5).numpy()
-    grid = analysis.image_grid(images, (H, W), ncols=2)
+    grid = image_grids.image_grid(images, (H, W), ncols=2)
     assert grid.shape == (3 * H + 2, 2 * W + 1)
     for i in range(5):
         np.testing.assert_array_equal(tile(grid, i // 2, i % 2, 1), images[i].reshape(H, W))
@@ -165,7 +165,7 @@ def test_image_grid_tiles_images_unchanged():
 # ---------------------------------------------------------------- the latent space
 def test_manifold_latents_are_inverse_normal_cdf_and_symmetric():
     n = 5
-    z = analysis.manifold_latents(n)
+    z = generation.manifold_latents(n)
     assert z.shape == (n * n, 2)
     q = ndtri(np.linspace(0.05, 0.95, n))  # scipy's inverse normal CDF
     grid = z.reshape(n, n, 2)  # (row, col, coordinate)
@@ -179,22 +179,22 @@ def test_manifold_latents_are_inverse_normal_cdf_and_symmetric():
 def test_manifold_grid_decodes_the_grid():
     model = tiny_model("vae", hidden_sizes=(8,), latent_dim=2)
     n = 4
-    grid = analysis.manifold_grid(model, n=n, image_shape=(H, W))
+    grid = generation.manifold_grid(model, n=n, image_shape=(H, W))
     assert grid.shape == (n * H, n * W)
-    z = torch.from_numpy(analysis.manifold_latents(n))
+    z = torch.from_numpy(generation.manifold_latents(n))
     with torch.no_grad():
         images = model.eval().decode(z).numpy()
     for r in range(n):
         for c in range(n):
             np.testing.assert_allclose(tile(grid, r, c, 0), images[r * n + c].reshape(H, W), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="code_dim"):
-        analysis.manifold_grid(tiny_model("vae", hidden_sizes=(8,), latent_dim=3), n=n, image_shape=(H, W))
+        generation.manifold_grid(tiny_model("vae", hidden_sizes=(8,), latent_dim=3), n=n, image_shape=(H, W))
 
 
 def test_manifold_grid_of_a_conditional_model_uses_the_label():
     model = tiny_model("cvae", hidden_sizes=(8,), latent_dim=2)
-    grid3 = analysis.manifold_grid(model, n=3, image_shape=(H, W), y=3)
-    z = torch.from_numpy(analysis.manifold_latents(3))
+    grid3 = generation.manifold_grid(model, n=3, image_shape=(H, W), y=3)
+    z = torch.from_numpy(generation.manifold_latents(3))
     with torch.no_grad():
         first = model.eval().decode(z[:1], 3).numpy().reshape(H, W)
     np.testing.assert_allclose(tile(grid3, 0, 0, 0), first, rtol=1e-5, atol=1e-6)
@@ -203,7 +203,7 @@ def test_manifold_grid_of_a_conditional_model_uses_the_label():
 def test_interpolation_endpoints_decode_the_endpoint_codes_and_midpoint_is_linear():
     model = tiny_model("ae", hidden_sizes=(8,), code_size=3)
     x = rand_images(2, seed=4)
-    path = analysis.interpolate(model, x[0], x[1], steps=5)
+    path = generation.interpolate(model, x[0], x[1], steps=5)
     assert path.shape == (5, D)
     with torch.no_grad():
         za, zb = model.encode(x[:1]), model.encode(x[1:])
@@ -216,7 +216,7 @@ def test_latent_traversal_sets_one_unit():
     model = tiny_model("vae", hidden_sizes=(8,), latent_dim=3)
     x = rand_images(1, seed=5)
     values = [-2.0, 0.0, 2.0]
-    out = analysis.latent_traversal(model, x, dim=1, values=values)
+    out = generation.latent_traversal(model, x, dim=1, values=values)
     assert out.shape == (3, D)
     with torch.no_grad():
         z = model.eval().encode(x).repeat(3, 1)
@@ -224,13 +224,13 @@ def test_latent_traversal_sets_one_unit():
         expected = model.decode(z).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="dim"):
-        analysis.latent_traversal(model, x, dim=3, values=values)
+        generation.latent_traversal(model, x, dim=3, values=values)
 
 
 # ---------------------------------------------------------------- lesson curves
 def test_kl_bernoulli_curve_is_zero_at_rho_and_matches_torch_distributions():
     rho = 0.25
-    rho_hat, kl = analysis.kl_bernoulli_curve(rho, n=200)
+    rho_hat, kl = sparsity.kl_bernoulli_curve(rho, n=200)
     assert rho_hat.shape == kl.shape == (200,)
     assert rho_hat.min() > 0.0 and rho_hat.max() < 1.0 and np.all(np.diff(rho_hat) > 0)
     assert kl.min() == pytest.approx(0.0, abs=1e-12) and rho_hat[np.argmin(kl)] == pytest.approx(rho)
@@ -238,7 +238,7 @@ def test_kl_bernoulli_curve_is_zero_at_rho_and_matches_torch_distributions():
     expected = dist.kl_divergence(dist.Bernoulli(probs=p), dist.Bernoulli(probs=torch.from_numpy(rho_hat)))
     np.testing.assert_allclose(kl, expected.numpy(), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="rho"):
-        analysis.kl_bernoulli_curve(1.0)
+        sparsity.kl_bernoulli_curve(1.0)
 
 
 def test_corruption_sweep_compares_reconstructions_of_corrupted_inputs_with_clean_images():
@@ -252,7 +252,7 @@ def test_corruption_sweep_compares_reconstructions_of_corrupted_inputs_with_clea
         out[:, :int(level * D)] = 0.0
         return out
 
-    errors = analysis.corruption_sweep(model, x, "masking", [0.0, 0.5], zero_fraction)
+    errors = robustness.corruption_sweep(model, x, "masking", [0.0, 0.5], zero_fraction)
     assert calls == [("masking", 0.0, True), ("masking", 0.5, True)]
     x_half = x.clone()
     x_half[:, :D // 2] = 0.0
@@ -266,22 +266,22 @@ def test_corruption_sweep_draws_the_same_noise_for_every_model():
 
     model = tiny_model("denoising", hidden_sizes=(8,), code_size=3)
     x = rand_images(16, seed=7)
-    first = analysis.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=3)
-    assert first == analysis.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=3)
-    assert first != analysis.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=4)
+    first = robustness.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=3)
+    assert first == robustness.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=3)
+    assert first != robustness.corruption_sweep(model, x, "gaussian", [0.1, 0.3], corrupt, seed=4)
 
 
 def test_sensitivity_of_a_linear_encoder_grows_linearly_with_eps():
     model = tiny_model("ae", hidden_sizes=(), code_size=4)  # f(x) = W x + b
     x = rand_images(10, seed=8)
     eps = [0.01, 0.1, 1.0]
-    change = analysis.sensitivity_curve(model, x, eps, n_directions=5)
-    per_eps = analysis.sensitivity_curve(model, x, eps, n_directions=5, per_eps=True)
+    change = robustness.sensitivity_curve(model, x, eps, n_directions=5)
+    per_eps = robustness.sensitivity_curve(model, x, eps, n_directions=5, per_eps=True)
     np.testing.assert_allclose(change / np.asarray(eps), per_eps, rtol=1e-5)
     np.testing.assert_allclose(per_eps, per_eps[0], rtol=1e-3)  # ||W (eps u)|| / eps = ||W u||
     # ||W u|| for unit u is at most the largest singular value of W
     assert 0.0 < per_eps[0] <= torch.linalg.svdvals(model.encoder[0].weight.detach()).max() + 1e-6
-    assert analysis.sensitivity_curve(model, x, [0.0])[0] == 0.0
+    assert robustness.sensitivity_curve(model, x, [0.0])[0] == 0.0
 
 
 def test_mixture_ellipse_radius_matches_covariance():
@@ -289,7 +289,7 @@ def test_mixture_ellipse_radius_matches_covariance():
     angle = math.pi / 6
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     covs = np.stack([np.diag([4.0, 1.0]), rot @ np.diag([9.0, 0.25]) @ rot.T])
-    diag, rotated = analysis.mixture_ellipses(means, covs, n_std=2.0, n_points=101)
+    diag, rotated = latent_maps.mixture_ellipses(means, covs, n_std=2.0, n_points=101)
     assert diag.shape == rotated.shape == (101, 2)
     np.testing.assert_allclose(diag[0], diag[-1])  # closed
     d = diag - means[0]
@@ -299,16 +299,16 @@ def test_mixture_ellipse_radius_matches_covariance():
         mahalanobis = np.sqrt(np.einsum("ni,ij,nj->n", offset, np.linalg.inv(c), offset))
         np.testing.assert_allclose(mahalanobis, 2.0, rtol=1e-9)
     with pytest.raises(ValueError, match="covariances"):
-        analysis.mixture_ellipses(means, np.ones((2, 2)))
+        latent_maps.mixture_ellipses(means, np.ones((2, 2)))
 
 
 def test_code_statistics():
     codes = np.array([[0.0, 1.0, 0.0], [0.0, 3.0, -2.0], [0.0, 2.0, 0.0], [0.0, 2.0, 0.0]])
-    stats = analysis.code_statistics(codes)
+    stats = sparsity.code_statistics(codes)
     np.testing.assert_allclose(stats["mean"], [0.0, 2.0, -0.5])
     np.testing.assert_allclose(stats["std"], codes.std(axis=0), rtol=1e-6)
     np.testing.assert_allclose(stats["active_fraction"], [0.0, 1.0, 0.25])
     assert stats["dead_units"] == 1
     assert stats["active_per_example"] == pytest.approx(1.25)
     assert sorted(stats["values"].tolist()) == sorted(codes.ravel().tolist())
-    assert analysis.code_statistics(np.ones((100, 10)), max_values=50)["values"].shape == (50,)
+    assert sparsity.code_statistics(np.ones((100, 10)), max_values=50)["values"].shape == (50,)

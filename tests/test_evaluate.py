@@ -13,6 +13,7 @@ from torch import distributions as D
 
 from tests.helpers import mnist_5k_subset
 from vaelab import evaluate, losses, plots
+from vaelab.analysis import inference
 from vaelab.checkpoints import list_checkpoints, load_checkpoint, read_metadata, save_trainer
 from vaelab.classroom import CLASSROOM_NAME, CLASSROOM_PRESETS
 from vaelab.cli import main
@@ -380,7 +381,7 @@ def test_deterministic_variants_get_no_likelihood_and_binary_vae_gets_the_exact_
     bin_path = tiny_checkpoint(digits, "binary-vae", tmp_path)
     ll = evaluate.evaluate_checkpoint(bin_path, digits, metrics=["log_likelihood"], n=50)["log_likelihood"]
     model = load_checkpoint(bin_path).model
-    x = digits.test.images[evaluate.analysis.spaced_indices(len(digits.test), 50)]
+    x = digits.test.images[inference.spaced_indices(len(digits.test), 50)]
     with torch.no_grad():
         assert ll["method"] == "exact"
         assert ll["mean"] == pytest.approx(float(model.exact_log_likelihood(x).mean()), rel=1e-5)

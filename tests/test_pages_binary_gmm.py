@@ -28,7 +28,8 @@ from tests.helpers import (
     subset,
     train_to_the_end,
 )
-from vaelab import analysis, companions, plots
+from vaelab import companions, plots
+from vaelab.analysis import generation, history_rows, inference, latent_maps
 from vaelab.checkpoints import CheckpointError, load_checkpoint, restore_trainer, save_trainer
 from vaelab.data import DataBundle, load_data
 from vaelab.training import Trainer
@@ -80,8 +81,8 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
 
 def _tiny_data(n_train: int = 400, n_test: int = 100) -> DataBundle:
     full = load_data("mnist-5k")
-    return subset(full, analysis.spaced_indices(len(full.train), n_train),
-                  analysis.spaced_indices(len(full.test), n_test))
+    return subset(full, inference.spaced_indices(len(full.train), n_train),
+                  inference.spaced_indices(len(full.test), n_test))
 
 
 def test_binary_vae_page_trains_and_loads_the_same_size_gaussian_vae_beside_it():
@@ -139,7 +140,7 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     assert min(mixture["size"], normal["size"]) > digits[0]["size"]
     assert names.index("codes drawn from N(0, I)") > names.index("9")  # drawn over the codes
     ellipse = next(t for t in code_map["data"] if t["name"] == "mixture components (2 sd)")
-    expected = analysis.mixture_ellipses(model.mixture_means, model.mixture_covariances)[0]
+    expected = latent_maps.mixture_ellipses(model.mixture_means, model.mixture_covariances)[0]
     np.testing.assert_allclose(np.stack([plotly_array(ellipse["x"]), plotly_array(ellipse["y"])], 1), expected,
                                rtol=1e-5, atol=1e-5)
     captions = all_captions(at)
@@ -149,7 +150,7 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     latex = " ".join(e.value for e in at.latex)
     assert r"p(z) = \sum_{k=1}^{K} w_k\,\mathcal{N}(z;\, m_k, C_k)" in latex
 
-    drawn = analysis.mixture_vs_normal_samples(model, 24, seed=0)  # what the page decodes
+    drawn = generation.mixture_vs_normal_samples(model, 24, seed=0)  # what the page decodes
     assert drawn["mixture_images"].shape == (24, 784) and drawn["normal_images"].shape == (24, 784)
 
     weights = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mixture")}
@@ -183,20 +184,20 @@ def test_a_checkpoint_saved_after_a_refit_loads_and_resumes_with_the_refit_mixtu
 def test_code_plane_is_the_identity_for_2d_codes_and_pca_otherwise():
     rng = np.random.default_rng(0)
     codes2 = rng.normal(size=(50, 2))
-    center, axes, method = analysis.code_plane(codes2)
+    center, axes, method = latent_maps.code_plane(codes2)
     assert method == "identity"
-    np.testing.assert_allclose(analysis.project_to_plane(codes2, center, axes), codes2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(latent_maps.project_to_plane(codes2, center, axes), codes2, rtol=1e-6, atol=1e-6)
 
     codes = rng.normal(size=(400, 5)) * np.array([5.0, 3.0, 1.0, 0.5, 0.1]) + 2.0
-    center, axes, method = analysis.code_plane(codes)
+    center, axes, method = latent_maps.code_plane(codes)
     assert method == "pca"
-    ours = analysis.project_to_plane(codes, center, axes)
+    ours = latent_maps.project_to_plane(codes, center, axes)
     theirs = PCA(2).fit_transform(codes)
     for j in range(2):  # equal up to the sign of each axis
         sign = np.sign(ours[:, j] @ theirs[:, j])
         np.testing.assert_allclose(ours[:, j], sign * theirs[:, j], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="at least 2 units"):
-        analysis.code_plane(rng.normal(size=(10, 1)))
+        latent_maps.code_plane(rng.normal(size=(10, 1)))
 
 
 def test_projected_gaussians_are_the_marginals_of_projected_samples():
@@ -205,13 +206,13 @@ def test_projected_gaussians_are_the_marginals_of_projected_samples():
     a = rng.normal(size=(d, d))
     cov = a @ a.T + 0.1 * np.eye(d)
     mean = rng.normal(size=d)
-    center, axes, _ = analysis.code_plane(rng.normal(size=(300, d)))
-    means2, covs2 = analysis.project_gaussians(mean[None], cov[None], center, axes)
-    samples = analysis.project_to_plane(rng.multivariate_normal(mean, cov, size=200_000), center, axes)
+    center, axes, _ = latent_maps.code_plane(rng.normal(size=(300, d)))
+    means2, covs2 = latent_maps.project_gaussians(mean[None], cov[None], center, axes)
+    samples = latent_maps.project_to_plane(rng.multivariate_normal(mean, cov, size=200_000), center, axes)
     np.testing.assert_allclose(means2[0], samples.mean(0), atol=0.03)
     np.testing.assert_allclose(covs2[0], np.cov(samples.T), rtol=0.03, atol=0.03)
     with pytest.raises(ValueError, match="means, covariances"):
-        analysis.project_gaussians(mean[None], cov, center, axes)
+        latent_maps.project_gaussians(mean[None], cov, center, axes)
 
 
 def test_mixture_vs_normal_samples_match_the_models_own_samplers():
@@ -219,7 +220,7 @@ def test_mixture_vs_normal_samples_match_the_models_own_samplers():
     model = ae_gmm.Model(ae_gmm.Config(hidden_sizes=(8,), n_components=3), input_dim=12)
     model.fit_mixture(torch.randn(200, 2) * 3)
     model.train()
-    out = analysis.mixture_vs_normal_samples(model, 7, seed=5)
+    out = generation.mixture_vs_normal_samples(model, 7, seed=5)
     assert model.training  # the mode is restored
     assert out["mixture_codes"].shape == (7, 2) and out["normal_codes"].shape == (7, 2)
     with torch.no_grad():
@@ -232,18 +233,18 @@ def test_mixture_vs_normal_samples_match_the_models_own_samplers():
     np.testing.assert_array_equal(out["normal_codes"],
                                   torch.randn(7, 2, generator=torch.Generator().manual_seed(5)).numpy())
     with pytest.raises(ValueError, match="ae-gmm"):
-        analysis.mixture_vs_normal_samples(binary_vae.Model(binary_vae.Config(hidden_sizes=(4,)), 12), 3)
+        generation.mixture_vs_normal_samples(binary_vae.Model(binary_vae.Config(hidden_sizes=(4,)), 12), 3)
 
 
 def test_recent_mean_averages_the_last_rows_of_a_kind():
     history = [{"kind": "train", "x": 1.0}, {"kind": "test", "x": 10.0}, {"kind": "train", "x": 3.0},
                {"kind": "train", "y": 2.0}, {"kind": "train", "x": float("nan")}, {"kind": "train", "x": 5.0}]
-    assert analysis.recent_mean(history, "x", n_rows=2) == pytest.approx(4.0)
-    assert analysis.recent_mean(history, "x", n_rows=10) == pytest.approx(3.0)
-    assert analysis.recent_mean(history, "x", n_rows=1, kind="test") == 10.0
-    assert analysis.recent_mean(history, "missing") is None
+    assert history_rows.recent_mean(history, "x", n_rows=2) == pytest.approx(4.0)
+    assert history_rows.recent_mean(history, "x", n_rows=10) == pytest.approx(3.0)
+    assert history_rows.recent_mean(history, "x", n_rows=1, kind="test") == 10.0
+    assert history_rows.recent_mean(history, "missing") is None
     with pytest.raises(ValueError, match="n_rows"):
-        analysis.recent_mean(history, "x", n_rows=0)
+        history_rows.recent_mean(history, "x", n_rows=0)
 
 
 def test_train_curves_draw_train_rows_only_and_skip_nonpositive_values_on_a_log_axis():
@@ -293,7 +294,7 @@ def test_train_gaussian_vae_reports_progress_and_lowers_the_test_loss():
     companion = companions.train_gaussian_vae(config, data, seed=0, on_progress=lambda t: seen.append(t.progress))
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
     assert not companion.model.training and companion.source == "trained here (2 epochs)"
-    after = analysis.recent_mean(companion.history, "total", n_rows=1, kind="test")
+    after = history_rows.recent_mean(companion.history, "total", n_rows=1, kind="test")
     assert after < before and math.isfinite(after)
 
 

@@ -25,7 +25,7 @@ from tests.helpers import (
     stop_reset,
     subset,
 )
-from vaelab import analysis
+from vaelab.analysis import history_rows, inference, robustness, sparsity
 from vaelab.baselines import reference_run
 from vaelab.config import ConfigError
 from vaelab.data import load_data
@@ -64,13 +64,13 @@ def _trace(fig: dict, name: str) -> dict:
 # -- vaelab.analysis additions -----------------------------------------------------------------------------------
 def test_spaced_indices_spread_evenly_and_reach_every_class_of_a_sorted_set():
     labels = torch.arange(10).repeat_interleave(100)  # sorted by label, like mnist-5k's test split
-    idx = analysis.spaced_indices(len(labels), 20)
+    idx = inference.spaced_indices(len(labels), 20)
     assert idx.tolist() == [i * 50 for i in range(20)]
     assert set(labels[idx].tolist()) == set(range(10))
-    assert analysis.spaced_indices(5, 9).tolist() == [0, 1, 2, 3, 4]  # never more than there are
-    assert analysis.spaced_indices(0, 3).numel() == 0
+    assert inference.spaced_indices(5, 9).tolist() == [0, 1, 2, 3, 4]  # never more than there are
+    assert inference.spaced_indices(0, 3).numel() == 0
     with pytest.raises(ValueError, match="total, n"):
-        analysis.spaced_indices(-1, 3)
+        inference.spaced_indices(-1, 3)
 
 
 class _Identity(nn.Module):
@@ -86,12 +86,12 @@ class _Identity(nn.Module):
 def test_corruption_baseline_is_the_noisy_inputs_error_with_the_sweeps_noise(kind):
     x = torch.rand(30, 12, generator=torch.Generator().manual_seed(1))
     levels = [0.0, 0.2, 0.7]
-    base = analysis.corruption_baseline(x, kind, levels, corrupt, seed=3)
+    base = robustness.corruption_baseline(x, kind, levels, corrupt, seed=3)
     direct = [float(((corrupt(x, kind, a, torch.Generator().manual_seed(3)) - x) ** 2).sum(dim=1).mean())
               for a in levels]
     assert base == pytest.approx(direct, rel=1e-6)
     assert base[0] == 0.0 and base[2] > base[1] > 0.0
-    assert analysis.corruption_sweep(_Identity(), x, kind, levels, corrupt, seed=3) == pytest.approx(base, rel=1e-6)
+    assert robustness.corruption_sweep(_Identity(), x, kind, levels, corrupt, seed=3) == pytest.approx(base, rel=1e-6)
 
 
 def test_term_history_and_term_share_against_hand_computed_rows():
@@ -102,11 +102,11 @@ def test_term_history_and_term_share_against_hand_computed_rows():
         {"kind": "test", "step": 20, "epoch": 1.0, "time": 2.0, "sparsity": 0.0, "total": 0.0},  # zero total
         {"kind": "test", "step": 40, "epoch": 2.0, "time": 3.0, "sparsity": 5.0, "total": 80.0},
     ]
-    scaled = analysis.term_history(history, "sparsity", scale=0.5, name="half")
+    scaled = history_rows.term_history(history, "sparsity", scale=0.5, name="half")
     assert scaled == [{"kind": "train", "step": 10, "epoch": 0.5, "half": 5.0},
                       {"kind": "test", "step": 20, "epoch": 1.0, "half": 0.0},
                       {"kind": "test", "step": 40, "epoch": 2.0, "half": 2.5}]
-    share = analysis.term_share_history(history, "sparsity")
+    share = history_rows.term_share_history(history, "sparsity")
     assert [(r["kind"], r["step"], r["sparsity / total"]) for r in share] == [("train", 10, 0.1), ("test", 40, 0.0625)]
 
 
@@ -122,12 +122,12 @@ def test_top_k_units_and_reconstructions_at_k_match_a_brute_force_top_k():
     with torch.no_grad():
         h = model.encoder(image[None])[0].numpy()  # (9,)
     for k in (1, 4, 9):
-        units, values = analysis.top_k_units(model, image, k)
+        units, values = sparsity.top_k_units(model, image, k)
         order = np.argsort(-h)[:k]  # brute force: sort all units, strongest first
         assert units.tolist() == order.tolist()
         np.testing.assert_allclose(values, h[order], rtol=1e-6)
     ks = [1, 4, 9]
-    recon = analysis.reconstructions_at_k(model, image, ks)
+    recon = sparsity.reconstructions_at_k(model, image, ks)
     assert recon.shape == (3, 12)
     for row, k in zip(recon, ks, strict=True):
         code = np.where(np.isin(np.arange(9), np.argsort(-h)[:k]), h, 0.0)  # zero all but the k largest
@@ -142,14 +142,14 @@ def test_top_k_units_and_reconstructions_at_k_match_a_brute_force_top_k():
 def test_top_k_helpers_name_a_bad_k_and_refuse_models_without_a_top_k():
     model, image = _ksparse(code_size=9), torch.rand(12)
     with pytest.raises(ConfigError, match=r"k: .*\[1, 9\]"):
-        analysis.top_k_units(model, image, 10)
+        sparsity.top_k_units(model, image, 10)
     with pytest.raises(ConfigError, match="k: "):
-        analysis.reconstructions_at_k(model, image, [0])
+        sparsity.reconstructions_at_k(model, image, [0])
     with pytest.raises(ValueError, match="one image"):
-        analysis.top_k_units(model, torch.rand(2, 12), 2)
+        sparsity.top_k_units(model, torch.rand(2, 12), 2)
     plain = build_model("ae", AeConfig(hidden_sizes=(), code_size=4), input_dim=12)
     with pytest.raises(ValueError, match="k-sparse autoencoders only"):
-        analysis.top_k_units(plain, image, 2)
+        sparsity.top_k_units(plain, image, 2)
 
 
 # -- vaelab.baselines --------------------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_sparse_page_grows_the_history_and_draws_filters_activations_kl_curve_an
     histogram = _figure(at, "Mean activation")
     assert histogram["layout"]["shapes"][0]["x0"] == pytest.approx(session.config.rho)  # the training rho
     test = session.data.test
-    expected = analysis.encode_dataset(session.model, test.images[analysis.spaced_indices(len(test), 1000)]).mean(0)
+    expected = inference.encode_dataset(session.model, test.images[inference.spaced_indices(len(test), 1000)]).mean(0)
     np.testing.assert_allclose(plotly_array(histogram["data"][0]["x"]), expected, rtol=1e-5)
 
     rho = session.config.rho  # the training rho, whatever the defaults say
@@ -358,7 +358,7 @@ def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_th
     drawn = _trace(jacobian, REFERENCE)  # the second curve, drawn without pressing anything
     epochs, norms = plotly_array(drawn["x"]), plotly_array(drawn["y"])
     assert epochs[0] == 0.0 and epochs[-1] == 1.0 and (np.diff(epochs) > 0).all()
-    x = session.data.test.images[analysis.spaced_indices(len(session.data.test), 100)]
+    x = session.data.test.images[inference.spaced_indices(len(session.data.test), 100)]
     assert norms[-1] == pytest.approx(float(reference.trainer.model.jacobian_norm_sq(x).mean()), rel=1e-5)
     fresh = Trainer("contractive", session.config, session.data, seed=session.trainer.seed).model
     assert norms[0] == pytest.approx(float(fresh.jacobian_norm_sq(x).mean()), rel=1e-5)  # same starting weights
@@ -367,7 +367,7 @@ def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_th
     assert reference is lagging  # the same run, caught up once the model stopped
     assert _sensitivity_lines(at) == [model_line, REFERENCE]
     sensitivity = next(f for f in chart_specs(at) if [t["name"] for t in f["data"]] == _sensitivity_lines(at))
-    expected = analysis.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS)
+    expected = robustness.sensitivity_curve(reference.trainer.model, x, EPS_VALUES, N_DIRECTIONS)
     np.testing.assert_allclose(plotly_array(sensitivity["data"][1]["y"]), expected, rtol=1e-5)
 
     loss = next(f for f in chart_specs(at) if any(t.get("name") == "train · contractive" for t in f["data"]))

@@ -33,7 +33,8 @@ from tests.helpers import (
     stop_reset,
     train_to_the_end,
 )
-from vaelab import analysis, posterior
+from vaelab import posterior
+from vaelab.analysis import inference
 from vaelab.ui import posterior_views as pv
 from vaelab.variants import build_model, get_variant
 
@@ -143,7 +144,7 @@ def test_the_importance_weighted_bound_stays_below_the_exact_line_within_monte_c
 # ---------------------------------------------------------------- across the test set
 def test_the_mean_gap_is_the_mean_of_exact_gaps_over_fixed_test_images(trained):
     session, model, inputs = _model_and_inputs(trained)
-    idx = analysis.spaced_indices(len(inputs), pv.GAP_IMAGES)
+    idx = inference.spaced_indices(len(inputs), pv.GAP_IMAGES)
     expected = np.mean([posterior.model_posterior(model, inputs[i]).gap for i in idx])
     curve = session.run_views["vae.gap_curve"]
     assert curve.version == session.version and curve.job_model is None
@@ -159,7 +160,7 @@ def test_the_mean_gap_is_the_mean_of_exact_gaps_over_fixed_test_images(trained):
 
 def test_kl_bars_equal_the_closed_form_kl_per_dimension_averaged_over_the_images(trained):
     _, model, inputs = _model_and_inputs(trained)
-    x = inputs[analysis.spaced_indices(len(inputs), min(pv.SUMMARY_IMAGES, len(inputs)))]
+    x = inputs[inference.spaced_indices(len(inputs), min(pv.SUMMARY_IMAGES, len(inputs)))]
     with torch.no_grad():
         mu, logvar = model.posterior(x)
     q = dist.Normal(mu.double(), (0.5 * logvar.double()).exp())
@@ -187,7 +188,7 @@ def test_the_aggregate_posterior_integrates_to_about_one_beside_the_prior(traine
     assert float(p.sum() * area) == pytest.approx(math.erf(4 / math.sqrt(2)) ** 2, abs=1e-9)  # N(0, I) in [-4, 4]^2
     assert spec["layout"]["coloraxis"]["cmax"] == pytest.approx(max(q.max(), p.max()))  # one colour scale
     assert any(f"q(z) keeps {q.sum() * area:.1%} of its mass" in c for c in all_captions(trained))
-    x = inputs[analysis.spaced_indices(len(inputs), min(pv.SUMMARY_IMAGES, len(inputs)))]
+    x = inputs[inference.spaced_indices(len(inputs), min(pv.SUMMARY_IMAGES, len(inputs)))]
     with torch.no_grad():
         mu, logvar = model.posterior(x)
     np.testing.assert_allclose(q, pv.mixture_density(mu, logvar), rtol=1e-9, atol=1e-12)

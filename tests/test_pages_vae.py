@@ -29,7 +29,8 @@ from tests.helpers import (
     stop_reset,
     train_to_the_end,
 )
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import generation, history_rows, image_grids, inference
 from vaelab.variants import build_model, get_variant
 
 MAX_RUNS = 200
@@ -80,15 +81,15 @@ def test_prior_samples_decode_the_same_seeded_draws_scaled_by_the_temperature():
     model = tiny_model("vae", latent_dim=3)
     for temperature in (1.0, 0.4):
         expected = model.decode(seeded_draws(6, 3, temperature, seed=5)).detach().numpy()
-        np.testing.assert_allclose(analysis.prior_samples(model, 6, temperature, seed=5), expected, atol=1e-6)
-    cold = analysis.prior_samples(model, 4, 0.0, seed=1)
+        np.testing.assert_allclose(generation.prior_samples(model, 6, temperature, seed=5), expected, atol=1e-6)
+    cold = generation.prior_samples(model, 4, 0.0, seed=1)
     np.testing.assert_allclose(cold, np.repeat(model.decode(torch.zeros(1, 3)).detach().numpy(), 4, axis=0),
                                atol=1e-6)
-    assert not np.allclose(analysis.prior_samples(model, 4, seed=1), analysis.prior_samples(model, 4, seed=2))
+    assert not np.allclose(generation.prior_samples(model, 4, seed=1), generation.prior_samples(model, 4, seed=2))
     with pytest.raises(ValueError, match="temperature"):
-        analysis.prior_samples(model, 4, -0.5)
+        generation.prior_samples(model, 4, -0.5)
     with pytest.raises(ValueError, match="n: "):
-        analysis.prior_samples(model, 0)
+        generation.prior_samples(model, 0)
 
 
 def test_prior_samples_of_a_cvae_follow_the_given_label():
@@ -96,15 +97,15 @@ def test_prior_samples_of_a_cvae_follow_the_given_label():
     z = seeded_draws(5, 2, 1.0, seed=3)
     for digit in (2, 7):
         expected = model.decode(z, digit).detach().numpy()
-        np.testing.assert_allclose(analysis.prior_samples(model, 5, seed=3, y=digit), expected, atol=1e-6)
+        np.testing.assert_allclose(generation.prior_samples(model, 5, seed=3, y=digit), expected, atol=1e-6)
     with pytest.raises(ValueError, match="y: "):
-        analysis.prior_samples(model, 5)
+        generation.prior_samples(model, 5)
 
 
 def test_digit_style_grid_holds_z_down_each_column_and_the_label_along_each_row():
     model = tiny_model("cvae", seed=1)
     n_styles, temperature = 4, 0.8
-    grid = analysis.digit_style_grid(model, n_styles, temperature, seed=9)
+    grid = generation.digit_style_grid(model, n_styles, temperature, seed=9)
     assert grid.shape == (10 * n_styles, D)
     z = seeded_draws(n_styles, 2, temperature, seed=9)  # the styles, one per column
     rows = grid.reshape(10, n_styles, D)
@@ -112,20 +113,20 @@ def test_digit_style_grid_holds_z_down_each_column_and_the_label_along_each_row(
         np.testing.assert_allclose(rows[k], model.decode(z, k).detach().numpy(), atol=1e-6)
         other = model.decode(z, (k + 1) % 10).detach().numpy()
         assert np.abs(rows[k] - other).max() > 1e-3  # the row is the decoding with its own label, not another's
-    subset = analysis.digit_style_grid(model, n_styles, temperature, seed=9, labels=[7, 3])
+    subset = generation.digit_style_grid(model, n_styles, temperature, seed=9, labels=[7, 3])
     np.testing.assert_allclose(subset, np.concatenate([rows[7], rows[3]]), atol=1e-6)
-    tiles = analysis.image_grid(grid, (3, 4), ncols=n_styles, sep=1)
+    tiles = image_grids.image_grid(grid, (3, 4), ncols=n_styles, sep=1)
     assert tiles.shape == (10 * 3 + 9, n_styles * 4 + n_styles - 1)
     with pytest.raises(ValueError, match="not conditioned on labels"):
-        analysis.digit_style_grid(tiny_model("vae"), 3)
+        generation.digit_style_grid(tiny_model("vae"), 3)
     with pytest.raises(ValueError, match="labels must be in"):
-        analysis.digit_style_grid(model, 3, labels=[10])
+        generation.digit_style_grid(model, 3, labels=[10])
 
 
 def test_manifold_grid_is_n28_square_and_tiles_decode_inverse_cdf_points():
     model = tiny_model("vae", input_dim=28 * 28)
     n = 4
-    grid = analysis.manifold_grid(model, n, (28, 28))
+    grid = generation.manifold_grid(model, n, (28, 28))
     assert grid.shape == (n * 28, n * 28)
     q = ndtri(np.linspace(0.05, 0.95, n))  # the inverse Gaussian CDF, computed by scipy
     for r, c in [(0, 0), (0, 3), (2, 1), (3, 3)]:
@@ -147,17 +148,17 @@ def test_latest_elbo_split_matches_the_models_own_elbo_and_weights_the_kl_by_bet
     old_test = {"kind": "test", "step": 1, "epoch": 1.0, "reconstruction": 99.0, "kl": 9.0, "total": 126.0}
     history = [old_test, {"kind": "train", "step": 2, "epoch": 1.5, **terms},
                {"kind": "test", "step": 2, "epoch": 2.0, **terms}, {"kind": "train", "step": 3, "epoch": 2.0}]
-    split = analysis.latest_elbo_split(history, beta)
+    split = history_rows.latest_elbo_split(history, beta)
     assert set(split) == {"train", "test"}
     test = split["test"]
     assert test["elbo"] == pytest.approx(elbo, rel=1e-5)
     assert test["weighted_kl"] == pytest.approx(beta * terms["kl"])
     assert test["total"] == pytest.approx(test["reconstruction"] + test["weighted_kl"], rel=1e-5)
     assert split["train"]["reconstruction"] == pytest.approx(terms["reconstruction"])  # newest row with the terms
-    assert analysis.latest_elbo_split(history[:1], 1.0)["test"]["elbo"] == -(99.0 + 9.0)
-    assert analysis.latest_elbo_split([], 1.0) == {}
+    assert history_rows.latest_elbo_split(history[:1], 1.0)["test"]["elbo"] == -(99.0 + 9.0)
+    assert history_rows.latest_elbo_split([], 1.0) == {}
     with pytest.raises(ValueError, match="beta"):
-        analysis.latest_elbo_split(history, -1.0)
+        history_rows.latest_elbo_split(history, -1.0)
 
 
 def test_selected_indices_reads_the_customdata_of_a_streamlit_selection_event():
@@ -197,7 +198,7 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     for start in ("Top to bottom: test images, reconstructions", "Picked: test image #0", "Manifold: each tile",
                   "Decoded z = τ · ε", "Left: test image A", "Left: test image #0", "Row k sweeps z_k"):
         assert any(c.startswith(start) for c in captions), start
-    assert analysis.manifold_grid(session.model, 6, session.data.image_shape).shape == (6 * 28, 6 * 28)
+    assert generation.manifold_grid(session.model, 6, session.data.image_shape).shape == (6 * 28, 6 * 28)
 
     traversal = [s for s in at.slider if s.key and s.key.startswith("vae.trav.")]
     assert len(traversal) == 2  # one slider per latent dimension
@@ -253,7 +254,7 @@ def test_traversal_sliders_start_at_the_code_of_the_weights_drawn_now_and_the_es
     at.run()  # the page after the last chunk
     no_exception(at)
     x = session.data.test.images[0]
-    code = analysis.encode_dataset(session.model, x[None])[0]  # (2,) the finished model's mu
+    code = inference.encode_dataset(session.model, x[None])[0]  # (2,) the finished model's mu
     sliders = [s for s in at.slider if s.key and s.key.startswith("vae.trav.")]
     assert [s.value for s in sliders] == pytest.approx([float(np.clip(c, -4, 4)) for c in code], abs=0.05)
     assert early != [s.value for s in sliders]
@@ -286,7 +287,7 @@ def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_
     captions = image_captions(at)
     assert any(c.startswith("32 samples of the digit 7") for c in captions)
     assert any(c.startswith("The style manifold of the digit 7") for c in captions)
-    grid = analysis.digit_style_grid(session.model, 5)
+    grid = generation.digit_style_grid(session.model, 5)
     assert grid.shape == (10 * 5, 28 * 28)
     assert not np.allclose(grid[:5], grid[5:10])  # the trained decoder listens to the label
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaelab import analysis, evaluate
+from vaelab import evaluate
+from vaelab.analysis import inference
 from vaelab.checkpoints import CheckpointError, list_checkpoints, read_metadata
 from vaelab.variants import get_variant
 from vaelab.variants.base import Variant
@@ -261,7 +262,7 @@ def common_terms(histories: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
 
 def test_images(images: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n evenly spaced test images (n, D) and labels (n,): every class of a label-sorted set shows up."""
-    idx = analysis.spaced_indices(len(images), n)
+    idx = inference.spaced_indices(len(images), n)
     return images[idx], labels[idx]
 
 
@@ -269,7 +270,7 @@ def reconstructions(model: Variant, images: torch.Tensor, labels: torch.Tensor) 
     """reconstruct(x) of the given images (label-conditioned models get the true labels).   (n, D) -> (n, D)"""
     x = images.to(next(model.parameters()).device)
     y = labels.to(x.device) if model.uses_labels else None
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         return model.reconstruct(x, y).float().cpu().numpy()
 
 
@@ -281,7 +282,7 @@ def generated_samples(model: Variant, n: int, seed: int = evaluate.IS_SEED) -> n
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     try:
-        with analysis.evaluating(model):
+        with inference.evaluating(model):
             return model.sample(n, generator=generator).float().cpu().numpy()
     except RuntimeError:
         return None

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab import analysis, losses
+from vaelab import losses
+from vaelab.analysis import inference
 from vaelab.checkpoints import CheckpointError, load_checkpoint, read_metadata, update_metadata
 from vaelab.config import ConfigError
 from vaelab.data import DataBundle, binarize
@@ -170,7 +171,7 @@ def reconstruction_error(model: Variant, x: torch.Tensor, y: torch.Tensor | None
     """BCE summed over pixels (nats per image) and MSE averaged over pixels of reconstruct(x) against x."""
     bce, mse = [], []
     n_batches = math.ceil(len(x) / EVAL_BATCH)
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         for b, start in enumerate(range(0, len(x), EVAL_BATCH)):
             xb = x[start:start + EVAL_BATCH]
             x_hat = model.reconstruct(xb, _labels_for(model, y, start, start + EVAL_BATCH))  # (B, D)
@@ -216,9 +217,9 @@ def probe_accuracy(model: Variant, train_x: torch.Tensor, train_y: torch.Tensor,
                    test_y: torch.Tensor, on_progress: Progress = None) -> dict[str, Any]:
     """Encode both splits (a label-conditioned model gets the true labels) and score the probes on the codes."""
     _progress(on_progress, 0, 3)
-    train_codes = analysis.encode_dataset(model, train_x, train_y)
+    train_codes = inference.encode_dataset(model, train_x, train_y)
     _progress(on_progress, 1, 3)
-    test_codes = analysis.encode_dataset(model, test_x, test_y)
+    test_codes = inference.encode_dataset(model, test_x, test_y)
     _progress(on_progress, 2, 3)
     scores = probe_scores(train_codes, train_y.cpu().numpy(), test_codes, test_y.cpu().numpy())
     _progress(on_progress, 3, 3)
@@ -242,7 +243,7 @@ def active_units(model: Variant, x: torch.Tensor, y: torch.Tensor | None = None,
                  threshold: float = ACTIVE_THRESHOLD, on_progress: Progress = None) -> dict[str, Any]:
     """Active latent units of a VAE: its ``encode`` is the posterior mean (the Bernoulli mean for binary latents)."""
     _progress(on_progress, 0, 1)
-    result = count_active_units(analysis.encode_dataset(model, x, y), threshold)
+    result = count_active_units(inference.encode_dataset(model, x, y), threshold)
     _progress(on_progress, 1, 1)
     return result
 
@@ -350,7 +351,7 @@ def evaluate_checkpoint(path: str | Path, data: DataBundle, metrics: Iterable[st
     plan = _plan(ckpt.variant, metrics)
     binarize_mode = ckpt.config.binarize
     seed = int((ckpt.trainer_state or {}).get("seed", 0))
-    test_idx = analysis.spaced_indices(len(data.test), n)
+    test_idx = inference.spaced_indices(len(data.test), n)
     test_x = model_inputs(data.test.images[test_idx], binarize_mode, seed).to(device)  # (n, D)
     test_y = data.test.labels[test_idx].to(device)  # (n,)
     common = {"test": data.spec["test"], "n": len(test_idx), "binarize": binarize_mode}
@@ -378,7 +379,7 @@ def evaluate_checkpoint(path: str | Path, data: DataBundle, metrics: Iterable[st
         elif metric == "reconstruction":
             value = reconstruction_error(ckpt.model, test_x, test_y, on_progress=report)
         elif metric == "probe":
-            train_idx = analysis.spaced_indices(len(data.train), PROBE_MAX_TRAIN)
+            train_idx = inference.spaced_indices(len(data.train), PROBE_MAX_TRAIN)
             train_x = model_inputs(data.train.images[train_idx], binarize_mode, seed).to(device)
             value = probe_accuracy(ckpt.model, train_x, data.train.labels[train_idx].to(device), test_x, test_y,
                                    on_progress=report)

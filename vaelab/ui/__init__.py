@@ -3,7 +3,8 @@
 A page is layout only. The pattern (see ``pages/ae.py``)::
 
     import streamlit as st
-    from vaelab import analysis, plots
+    from vaelab import plots
+    from vaelab.analysis import image_grids, robustness
     from vaelab.ui.charts import show_chart
     from vaelab.ui.explain import what_you_are_seeing
     from vaelab.ui.images import show_image_rows, show_picture
@@ -11,14 +12,14 @@ A page is layout only. The pattern (see ``pages/ae.py``)::
     from vaelab.ui.training_panel import training_panel
 
     def live_views(session: TrainingSession) -> None:        # redrawn inside the live fragment while training
-        show_picture(analysis.filter_grid(analysis.first_layer_weights(session.model), session.data.image_shape))
+        show_picture(image_grids.filter_grid(image_grids.first_layer_weights(session.model), session.data.image_shape))
         show_chart(fig, key="sparse.hist", name="Sparse mean activations")   # a stable key: updated in place
 
     st.title("Sparse autoencoder")
     what_you_are_seeing("...", [r"\\mathcal{L} = ..."])
     session = training_panel("sparse", extra_views=live_views, fixed={"rho": rho_from_my_slider})
     if session.has_model:                                     # views that need not be live (t-SNE, sweeps)
-        result = model_cached(session, "sweep", lambda: analysis.corruption_sweep(...), level)
+        result = model_cached(session, "sweep", lambda: robustness.corruption_sweep(...), level)
 
 Modules:
     sidebar         ``current_settings()`` -> Settings(data, dataset, device, seed, notice); cached dataset loading

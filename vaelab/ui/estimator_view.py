@@ -13,7 +13,8 @@ import time
 import streamlit as st
 import torch
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import inference
 from vaelab.estimators import ESTIMATORS, encoder_gradient_estimates
 from vaelab.ui.charts import show_chart
 from vaelab.ui.session import TrainingSession, run_view_state, take_work_slot
@@ -29,7 +30,7 @@ SERIES_KEY = "vae.estimator_series"  # run_view_state: {"rows": [(step, var, ...
 def measure(session: TrainingSession) -> tuple[float, ...]:
     """(variance of each estimator) for the current weights, in ESTIMATORS order."""
     model, test = session.model, session.data.test
-    idx = analysis.spaced_indices(len(test), IMAGES)
+    idx = inference.spaced_indices(len(test), IMAGES)
     x = test.images[idx].to(model.device)  # (n, D)
     y = test.labels[idx].to(model.device) if model.uses_labels else None
     estimates = encoder_gradient_estimates(model, x, DRAWS, y,

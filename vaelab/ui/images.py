@@ -2,8 +2,8 @@
 inline and each with a small download button.
 
 ``show_image_rows`` draws rows of flattened images (e.g. originals over reconstructions); ``show_picture``
-draws any 2-D array in [0, 1] (a filter grid or manifold from :mod:`vaelab.analysis`). Both are cheap enough to
-redraw live inside the training panel's fragment.
+draws any 2-D array in [0, 1] (a filter grid from :mod:`vaelab.analysis.image_grids`, a manifold from
+:mod:`vaelab.analysis.generation`). Both are cheap enough to redraw live inside the training panel's fragment.
 
 Why inline: ``st.image`` given pixels stores a PNG in Streamlit's media file manager and sends the browser its URL.
 A file no script run refers to any more is deleted at the end of the next run, fragment runs included; while

@@ -19,7 +19,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis, plots
+from vaelab import plots
+from vaelab.analysis import history_rows, inference, latent_maps
 from vaelab.ui.charts import live_key, show_chart
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model
@@ -38,14 +39,14 @@ PICK_HINT = "Click a point on the map to pick another image; hover to see its di
 def test_sample(session: TrainingSession, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """n evenly spaced test images (n, D), their labels (n,) and their indices in the test split (n,)."""
     test = session.data.test
-    idx = analysis.spaced_indices(len(test), n)  # (n,)
+    idx = inference.spaced_indices(len(test), n)  # (n,)
     return test.images[idx], test.labels[idx], idx.numpy()
 
 
 def test_codes(session: TrainingSession, n: int = MAX_LIVE_CODES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes of n evenly spaced test images (n, code_dim), cached per model state; their labels and indices (n,)."""
     x, y, idx = test_sample(session, n)
-    codes = model_cached(session, "test_codes", lambda: analysis.encode_dataset(session.model, x, y))  # (n, d)
+    codes = model_cached(session, "test_codes", lambda: inference.encode_dataset(session.model, x, y))  # (n, d)
     return codes, y.numpy(), idx
 
 
@@ -120,7 +121,7 @@ def elbo_split_view(session: TrainingSession, beta: float) -> None:
     """Caption naming the curves' terms, and the newest train / test split as a small table."""
     st.caption(f"The curves split the objective: **total = reconstruction + β · kl** (β = {beta:g}), which is "
                "**−ELBO when β = 1**. Solid: train (averaged over recent steps); dashed: test, at each epoch end.")
-    split = analysis.latest_elbo_split(session.history, beta)
+    split = history_rows.latest_elbo_split(session.history, beta)
     if not split:
         return
     lines = ["| | " + " | ".join(TERM_NAMES.values()) + " |", "|---" * (len(TERM_NAMES) + 1) + "|"]
@@ -142,7 +143,7 @@ def tsne_section(session: TrainingSession, prefix: str, empty_caption: str | Non
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
         x, y, _ = test_sample(session, n)
-        points, _ = analysis.latent_map(analysis.encode_dataset(session.model, x, y), y.numpy(), method="tsne",
+        points, _ = latent_maps.latent_map(inference.encode_dataset(session.model, x, y), y.numpy(), method="tsne",
                                         seed=seed)
         return points, y.numpy()  # (n, 2), (n,)
 

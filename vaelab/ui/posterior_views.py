@@ -21,7 +21,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vaelab import analysis, evaluate, plots, posterior
+from vaelab import evaluate, plots, posterior
+from vaelab.analysis import inference
 from vaelab.ui.charts import show_chart
 from vaelab.ui.session import (
     TrainingSession,
@@ -72,7 +73,7 @@ def _labels(model, y: torch.Tensor | int | None, device: torch.device) -> torch.
 
 def encoder_posteriors(model, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z|x) = N(mu, diag exp(logvar)) of each image, in float64 on the CPU.   x: (N, D) -> mu, logvar: (N, d)"""
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         mu, logvar = model.posterior(x.to(model.device), _labels(model, y, model.device))
     return mu.double().cpu(), logvar.double().cpu()
 
@@ -119,7 +120,7 @@ def importance_draws(model, x: torch.Tensor, y: int | None = None, repeats: dict
     """Independent draws of the importance-weighted bound log (1/K) sum_k w_k for one image x (D,): K -> (draws,).
     Seeded per K, so a model state always gives the same figure."""
     device, out = model.device, {}
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         for k, n in (repeats or IS_REPEATS).items():
             xb = x.reshape(1, -1).to(device).expand(n, -1)  # (n, D): n draws of the bound
             yb = None if y is None else torch.full((n,), int(y), device=device)
@@ -131,7 +132,7 @@ def importance_draws(model, x: torch.Tensor, y: int | None = None, repeats: dict
 def image_gap(model, x: torch.Tensor, y: int | None = None) -> float:
     """log p(x) - ELBO of one image x (D,) by quadrature, as ``posterior.model_posterior`` computes it (without the
     picture of the posterior, which only the picked image needs)."""
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         mu, logvar = model.posterior(x.reshape(1, -1).to(model.device), _labels(model, y, model.device))
         result = posterior.grid_posterior(posterior.model_log_likelihood(model, x, y), mu[0].cpu(), logvar[0].cpu(),
                                           display_points=1)
@@ -150,7 +151,7 @@ class PickedPosterior:
 
 
 def picked_posterior(model, x: torch.Tensor, y: int | None = None) -> PickedPosterior:
-    with analysis.evaluating(model):
+    with inference.evaluating(model):
         grid = posterior.model_posterior(model, x, y)
     mu, logvar = encoder_posteriors(model, x.reshape(1, -1), None if y is None else torch.tensor([int(y)]))
     return PickedPosterior(grid, mu[0].numpy(), (0.5 * logvar[0]).exp().numpy(), importance_draws(model, x, y))
@@ -293,7 +294,7 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
     a curve against the step (a point each time a copy of the weights has been done, a few images per redraw that
     may ``work``). True when it worked on a point while training runs."""
     model, test = session.model, session.data.test
-    idx = analysis.spaced_indices(len(test), min(GAP_IMAGES, len(test)))  # (n,)
+    idx = inference.spaced_indices(len(test), min(GAP_IMAGES, len(test)))  # (n,)
     x, y = model_test_inputs(session)[idx], test.labels[idx] if model.uses_labels else None
     curve = run_view_state(session, f"{prefix}.gap_curve", lambda: GapCurve(session.version))
 
@@ -338,7 +339,7 @@ def _posterior_summary(session: TrainingSession) -> tuple[torch.Tensor, torch.Te
     """(mu, logvar) of q(z|x) for SUMMARY_IMAGES spaced test images, at the model's step (once per step: the KL bars
     and the aggregate posterior share them when both are worked out at one step)."""
     model, test = session.model, session.data.test
-    idx = analysis.spaced_indices(len(test), min(SUMMARY_IMAGES, len(test)))
+    idx = inference.spaced_indices(len(test), min(SUMMARY_IMAGES, len(test)))
     return model_cached(session, "encoder_posteriors", lambda: encoder_posteriors(
         model, model_test_inputs(session)[idx], test.labels[idx]))
 
