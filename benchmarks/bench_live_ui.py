@@ -134,9 +134,32 @@ def start(page) -> None:
     button.click()
 
 
+ASK_MS = 15_000  # how long Stop / Reset may take to ask before the benchmark reports a miss and clicks again
+
+
+def status_badge(page) -> str:
+    """The run's status as the button row shows it ("Training", "Paused", "Not started", ...)."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stMarkdownContainer"]'))
+        .map(e => e.innerText).find(t => /Training|Paused|Not started|Finished|Stopped/.test(t)) || ''""")
+
+
 def reset(page) -> None:
-    page.get_by_role("button", name="Stop / Reset").click()
-    page.get_by_role("button", name="Discard the run").click(timeout=WAIT_MS)  # an unsaved run: it asks first
+    """Stop / Reset, then Discard (an unsaved run asks first). A question that does not come within ``ASK_MS`` is
+    reported on stderr with what the page showed (status line, a screenshot) and the click is made again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(2):
+        page.get_by_role("button", name="Stop / Reset").click()
+        try:
+            page.get_by_role("button", name="Discard the run").click(timeout=ASK_MS if attempt == 0 else WAIT_MS)
+            break
+        except PlaywrightTimeout:
+            shot = Path(tempfile.gettempdir()) / f"bench-live-ui-no-question-{int(time.time())}.png"
+            page.screenshot(path=str(shot))
+            print(f"Stop / Reset asked nothing within {ASK_MS / 1000:g} s; status line then: "
+                  f"{status_badge(page)!r}; screenshot {shot}; clicking again", file=sys.stderr, flush=True)
+            if "Not started" in status_badge(page):
+                break  # the run was reset without asking: nothing left to discard
     no_loss_chart(page)
     page.wait_for_timeout(500)
 
