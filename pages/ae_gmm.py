@@ -10,7 +10,7 @@ from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
 from vaelab.ui.pages import require_app_frame
-from vaelab.ui.session import TrainingSession, get_session, model_cached
+from vaelab.ui.session import TrainingSession, change_model, get_session, model_cached
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.ae_gmm import COVARIANCE_TYPES
@@ -104,7 +104,7 @@ def mixture_controls(session: TrainingSession) -> tuple[int, str]:
     if refit_col.button("Refit the mixture", key=f"{KEY}.refit", icon=":material/refresh:", help=refit_help,
                         disabled=not session.has_model or session.data is None):
         try:
-            session.model.refit_mixture(session.data.train.images, k, cov)
+            change_model(session, lambda model: model.refit_mixture(session.data.train.images, k, cov))
         except (ConfigError, ValueError) as error:
             st.error(f"Mixture not refit: {error}")
     model = session.model

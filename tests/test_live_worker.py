@@ -102,6 +102,23 @@ def test_start_pause_resume_finish_through_the_worker_match_an_uninterrupted_run
     assert train_rows[-1]["total"] < train_rows[0]["total"]  # it learned
 
 
+def test_a_mixture_refit_while_the_worker_trains_stays_in_the_run(data):
+    """The AE + GMM page's Refit while training: the worker's next reports and epochs must not undo it."""
+    session = _session("ae-gmm")
+    config = get_variant("ae-gmm").config_cls(hidden_sizes=(32,), code_size=2, n_components=4, batch_size=100,
+                                              epochs=50)
+    assert state.start(session, config, data, seed=0, device="cpu")
+    _wait(session, lambda: bool(session.model.mixture_fitted))  # fitted at the end of the first epoch
+    state.change_model(session, lambda model: model.refit_mixture(data.train.images, 3, "diag"))
+    assert session.running and session.model.mixture_components == 3
+    epoch = session.trainer.epoch
+    _wait(session, lambda: session.trainer.epoch >= epoch + 2)  # reports came in, and later epochs refit
+    assert session.model.mixture_components == 3 and session.model.mixture_covariance == "diag"
+    state.pause(session)
+    assert session.model.mixture_components == 3 and session.model.mixture_covariance == "diag"
+    state.reset(session)
+
+
 def test_stop_ends_the_worker_at_once(data):
     session = _session()
     state.start(session, _config(epochs=50), data, seed=0, device="cpu")

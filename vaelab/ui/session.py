@@ -196,6 +196,23 @@ def resume(session: TrainingSession) -> None:
             _start_worker(session)
 
 
+def change_model(session: TrainingSession, change: Callable[[Variant], Any]) -> Any:
+    """``change(session.model)`` made to the run itself (e.g. the AE + GMM page's Refit), and its result.
+
+    While a worker trains, the server's model is a mirror that every report overwrites with the worker's weights:
+    a change made to it alone was undone within a second. So training pauses (the worker's exact state comes to
+    the mirror and the worker ends), the change is made, and a new worker continues from the changed state, also
+    when the change raises (the run goes on unchanged)."""
+    in_worker = session.running and session.backend == "worker"
+    if in_worker:
+        pause(session)
+    try:
+        return change(session.model)
+    finally:
+        if in_worker:
+            resume(session)
+
+
 def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
     """Continue a run that stopped on a non-finite value (weights already back at the last finite state) with a
     new learning rate. Returns an error message (naming the field and range) or None."""
