@@ -3,6 +3,8 @@ helpers from tests/test_browser.py):
 
 - while a page trains, its charts are live charts (vaelab/ui/live_chart.py) that update in place: the same drawn
   chart from one redraw to the next, never blank, and its toolbar sits above the title;
+- a chart looks the same live (in its frame) and still (``st.plotly_chart``, after Pause): same font, sizes and
+  colours, so Pause does not restyle the page a class is looking at;
 - a chart downloads as SVG and as PNG, named after the chart; an image grid downloads as a PNG whose metadata holds
   its caption (that a download does not rerun the page is checked in tests/test_pages_live_pictures.py).
 """
@@ -13,7 +15,7 @@ import re
 
 import pytest
 
-from tests.test_browser import WAIT_MS, _in_browser, _open_from_root_and_start, app_server
+from tests.test_browser import WAIT_MS, _chart, _in_browser, _open_from_root_and_start, app_server
 from vaelab.figure_export import read_png_text
 
 pytestmark = pytest.mark.browser
@@ -60,6 +62,39 @@ def test_live_charts_update_in_place_and_never_blank(app_server):
         assert toolbar["y"] + toolbar["height"] <= title["y"] + 1  # the toolbar sits above the title, not over it
 
     _in_browser(app_server, "live-charts", check)
+
+
+# a drawn chart's text: [font family, size, weight, fill] of its title and axis titles, and the axis titles' widths
+# (the same words in the same font at the same size have the same width: the font is really there, not a fallback)
+CHART_TEXT = """chart => {
+    const parts = ['.gtitle', '.g-xtitle text', '.g-ytitle text'].map(sel => chart.querySelector(sel));
+    if (parts.some(el => !el)) return null;
+    const style = el => { const s = getComputedStyle(el); return [s.fontFamily, s.fontSize, s.fontWeight, s.fill]; };
+    return {style: parts.map(style), widths: parts.slice(1).map(el => Math.round(el.getBBox().width))};
+}"""
+STILL_CHART = '[data-testid="stPlotlyChart"]'
+
+
+def test_a_chart_looks_the_same_live_and_still(app_server):
+    def check(page):
+        _open_from_root_and_start(page, app_server.url, "Sparse autoencoder", epochs=500)  # outlasts the test
+        live = _chart(page, "Mean activation")
+        assert live.evaluate("chart => window.parent !== window")  # drawn in its frame: live
+        live.locator(".g-ytitle text").wait_for(timeout=WAIT_MS)
+        page.wait_for_timeout(2000)  # a font that loads late would change the drawing meanwhile
+        live_text = live.evaluate(CHART_TEXT)
+        page.get_by_role("button", name="Pause").click()
+        still = page.locator(STILL_CHART).filter(has_text="Mean activation")
+        still.locator(".g-ytitle text").wait_for(timeout=WAIT_MS)
+        page.wait_for_timeout(1000)
+        still_text = still.locator(".js-plotly-plot").first.evaluate(CHART_TEXT)
+        assert live_text is not None and still_text is not None
+        assert "Source Sans" in live_text["style"][0][0] and live_text["style"][0][2] == "700"  # the title in bold
+        assert live_text["style"] == still_text["style"]
+        assert all(abs(a - b) <= 1 for a, b in zip(live_text["widths"], still_text["widths"], strict=True)), \
+            (live_text["widths"], still_text["widths"])
+
+    _in_browser(app_server, "live-and-still", check)
 
 
 def test_a_chart_downloads_as_svg_and_png_and_an_image_grid_as_png_with_its_caption(app_server, tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 from vaelab.figure_export import data_uri, file_stem, picture_png, read_png_text
 from vaelab.ui import images
 from vaelab.ui.charts import TITLE_LINE, TOOLBAR_BAND, chart_config, clear_of_toolbar
-from vaelab.ui.live_chart import figure_spec
+from vaelab.ui.live_chart import figure_spec, house_style
 
 
 def test_a_picture_png_keeps_its_pixels_and_carries_its_title_and_caption():
@@ -108,5 +108,16 @@ def test_a_live_charts_figure_is_plain_plotly_json_on_a_white_template():
     json.dumps(spec)  # what the component receives: plain JSON
     assert spec["data"][0]["name"] == "train" and spec["layout"]["title"]["text"] == "Loss, step 5"
     assert "#000001" not in json.dumps(spec["layout"]["template"])  # no Streamlit theme placeholders to resolve
-    assert spec["layout"]["font"]["family"].startswith('"Source Sans Pro"')
+    assert spec["layout"]["font"]["family"].startswith('"Source Sans"')  # Streamlit's font (1.4x on)
+    assert spec["layout"]["title"]["font"]["weight"] == "bold"
     assert fig.layout.font.family is None  # a copy was changed, not the caller's figure
+
+
+def test_a_still_chart_gets_the_same_look_as_a_live_one():
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[2, 3]))
+    fig.update_layout(title="KL per dimension, step 5", font={"size": 13})
+    spec = figure_spec(fig)
+    still = json.loads(house_style(fig).to_json())["layout"]  # what st.plotly_chart(theme=None) draws
+    assert still["template"] == spec["layout"]["template"]
+    assert still["font"] == spec["layout"]["font"] == {"size": 13, "family": still["font"]["family"]}
+    assert still["title"] == spec["layout"]["title"]

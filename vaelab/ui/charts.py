@@ -7,7 +7,8 @@ app goes through here, so live drawing, the toolbar's placement and the export f
   in place. ``st.plotly_chart`` (Streamlit 1.67) identifies a chart by a hash of its figure, key or not, and the
   browser re-creates the chart whenever that id changes: with new data every redraw, the chart was removed and
   rebuilt, blank until Plotly had drawn it again (the empty charts seen during training on a busy machine). A chart
-  that does not change (a still page) keeps ``st.plotly_chart``.
+  that does not change (a still page) keeps ``st.plotly_chart``, drawn in the same house style
+  (:func:`vaelab.ui.live_chart.house_style`, without Streamlit's theme): Pause restyles nothing.
 
 - Plotly's toolbar (modebar) shows at the top right of a chart on hover, over whatever is there. Here a chart with
   a title gets a band of ``TOOLBAR_BAND`` px at its top for the toolbar alone (the title pinned below it), and a
@@ -30,6 +31,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from vaelab.figure_export import file_stem
+from vaelab.ui.live_chart import house_style
 
 __all__ = ["TOOLBAR_BAND", "chart_config", "clear_of_toolbar", "file_stem", "install_figure_helpers", "live_key",
            "show_chart"]
@@ -103,7 +105,8 @@ def show_chart(figure: go.Figure, *, key: str, name: str, live: bool = False,
         clickable = callable(on_select)
         return live_chart(figure, key=live_key(key), config=chart_config(name), clickable=clickable,
                           on_click=on_select if clickable else None)
-    return st.plotly_chart(figure, key=key, on_select=on_select, config=chart_config(name), **kwargs)
+    return st.plotly_chart(house_style(figure), key=key, on_select=on_select, config=chart_config(name), theme=None,
+                           **kwargs)
 
 
 # Adds an "SVG" button beside the camera of every Plotly toolbar on the page, now and whenever a toolbar is (re)built

@@ -36,7 +36,12 @@ import streamlit.components.v1 as components
 
 NAME = "vaelab_live_chart"
 DEFAULT_HEIGHT = 450  # px: st.plotly_chart's height for a figure that sets none
-FONT = '"Source Sans Pro", "Source Sans 3", sans-serif'  # Streamlit's font, so a live chart looks like a still one
+# Streamlit's font ("Source Sans" since 1.4x, "Source Sans Pro" before): every chart, live or still, is drawn in it on
+# the same white template (``house_style``), so Pause (a live chart becoming a still one) restyles nothing. A live
+# chart's frame loads the font from the page's own style sheet (``loadFont``): the frame has none of its own.
+FONT = '"Source Sans", "Source Sans Pro", sans-serif'
+TITLE_WEIGHT = "bold"
+FONT_WAIT_MS = 1500  # a chart waits at most this long for the font before it draws
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8">
@@ -64,7 +69,30 @@ function loadPlotly() {
     document.head.appendChild(script);  // runs now: window.Plotly
   });
 }
-loadPlotly().then(start);
+// The page's "Source Sans" faces (Streamlit's style sheet, same origin) added to this frame, whose text would
+// otherwise fall back to another font: a live chart then looks as the same chart drawn still. Never waits long.
+function loadFont() {
+  const faces = [];
+  try {
+    for (const sheet of window.parent.document.styleSheets) {
+      let rules = [];
+      try { rules = sheet.cssRules; } catch (error) { continue; }  // a sheet from another origin
+      for (const rule of rules) {
+        if (rule.type !== 5 || !/Source Sans/.test(rule.style.getPropertyValue("font-family"))) continue;  // @font-face
+        const base = sheet.href || window.parent.location.href;
+        const src = rule.style.getPropertyValue("src").replace(/url\\((['"]?)([^'")]+)\\1\\)/g,
+          (match, quote, url) => 'url("' + new URL(url, base).href + '")');
+        const face = new FontFace(rule.style.getPropertyValue("font-family").replace(/["']/g, ""), src, {
+          weight: rule.style.getPropertyValue("font-weight") || "normal",
+          style: rule.style.getPropertyValue("font-style") || "normal"});
+        document.fonts.add(face);
+        faces.push(face.load().catch(() => null));
+      }
+    }
+  } catch (error) { /* not inside the app's page: the fallback font */ }
+  return Promise.race([Promise.all(faces), new Promise(done => setTimeout(done, __FONT_WAIT_MS__))]);
+}
+Promise.all([loadPlotly(), loadFont()]).then(start);
 function start() {
 const chart = document.getElementById("chart");
 let frameHeight = 0, clicks = 0, listening = false;
@@ -126,7 +154,6 @@ function draw(args) {
   drawnOnce = true;
   const layout = {...args.spec.layout, autosize: true, height: args.height};
   layout.margin = grownMargin(layout.margin || {});
-  if (layout.title && layout.title.text) layout.title = {...layout.title, text: "<b>" + layout.title.text + "</b>"};
   const config = {...args.config, responsive: true, showSendToCloud: false, showLink: false};
   config.modeBarButtonsToAdd = [{name: "svg", title: "Download plot as SVG", icon: SVG_ICON,
     click: gd => Plotly.downloadImage(gd, {format: "svg", filename: args.config.toImageButtonOptions.filename})}];
@@ -150,7 +177,7 @@ window.addEventListener("message", event => {
 send("streamlit:componentReady", {apiVersion: 1});
 }
 </script></body></html>
-"""
+""".replace("__FONT_WAIT_MS__", str(FONT_WAIT_MS))
 
 
 def component_dir() -> Path:
@@ -188,14 +215,24 @@ def _white_template() -> dict[str, Any]:
 
 
 def figure_spec(figure: go.Figure) -> dict[str, Any]:
-    """The figure as Plotly.js reads it, on a plain white template in Streamlit's font (Streamlit's own theme is
-    applied by its chart element only; the page bolds the title, as Streamlit does). Set on the JSON, not on a copy of
+    """The figure as Plotly.js reads it, in the house style (:func:`house_style`). Set on the JSON, not on a copy of
     the figure: copying and re-templating a figure took a quarter of the VAE page's redraw time."""
     spec = json.loads(pio.to_json(figure, validate=False))
     layout = spec.setdefault("layout", {})
     layout["template"] = _white_template()
     layout["font"] = {**layout.get("font", {}), "family": FONT}
+    title = layout.get("title")
+    if isinstance(title, dict):
+        title["font"] = {**title.get("font", {}), "weight": TITLE_WEIGHT}
     return spec
+
+
+def house_style(figure: go.Figure) -> go.Figure:
+    """Every chart's look, live or still: Plotly's plain white template in Streamlit's font, the title in bold (as
+    Streamlit's theme had it). A still chart is drawn with it and without Streamlit's own theme (``theme=None``),
+    which restyled a chart (font, sizes, colours) the moment Pause turned it from live to still. Changes ``figure``
+    in place and returns it."""
+    return figure.update_layout(template="plotly_white", font_family=FONT, title_font_weight=TITLE_WEIGHT)
 
 
 def live_chart(figure: go.Figure, *, key: str, config: dict[str, Any], clickable: bool = False,
