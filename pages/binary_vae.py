@@ -46,9 +46,9 @@ def variance_view(session: TrainingSession) -> None:
     st.caption(f"Both curves are measured on the same batches and the same sampled bits; the model trains "
                f"{trains_with}. Recently, subtracting b cuts the variance {ratio}: same mean gradient, far less "
                "noise.")
-    st.page_link("pages/vae.py", icon=":material/compare_arrows:",
-                 label="A Gaussian latent needs no score function: the VAE page draws its variance beside the "
-                       "reparameterisation trick's")
+    st.caption("A Gaussian latent needs no score function: the VAE page draws its variance beside the "
+               "reparameterisation trick's.")
+    st.page_link("pages/vae.py", icon=":material/compare_arrows:", label="Variational autoencoder")
 
 
 def code_map(session: TrainingSession) -> None:
