@@ -81,6 +81,9 @@ def test_loss_curves_of_an_empty_history_is_a_valid_empty_figure():
     assert len(fig.data) == 0
     assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text
     assert json.loads(fig.to_json())["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert list(fig.layout.xaxis.range) == [0, 1] and list(fig.layout.yaxis.range) == [0, 1]  # no negative loss
+    one_row = plots.loss_curves([{"kind": "train", "epoch": 0.5, "step": 1, "total": 300.0}])
+    assert one_row.layout.xaxis.range is None and one_row.layout.yaxis.range is None  # the data sets the axes
 
 
 def test_loss_curves_smoothing_is_a_debiased_moving_average():

@@ -113,7 +113,7 @@ def loss_curves(history: Sequence[Mapping], terms: Sequence[str] | None = None, 
     :func:`term_panels`); the first panel is the largest terms', titled "loss per image", the others by their
     terms. ``log_y`` puts every panel on a log axis. ``smooth`` in [0, 1) is the weight of an exponential moving
     average over the train rows. Rows missing a term, and non-finite values, are skipped. An empty history gives an
-    empty figure with axis titles.
+    empty figure with axis titles, both axes from 0 to 1.
     """
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth: must be in [0, 1) (got {smooth!r})")
@@ -129,6 +129,9 @@ def loss_curves(history: Sequence[Mapping], terms: Sequence[str] | None = None, 
         fig.update_yaxes(title_text="loss per image" if row == 1 else " + ".join(panel), row=row, col=1)
     fig.update_yaxes(type="log" if log_y else "linear")
     fig.update_xaxes(title_text="epoch", row=len(panels), col=1)
+    if not fig.data:  # before the first row: a neutral 0-1 frame, not Plotly's default axes (a loss of -1 to 4)
+        fig.update_xaxes(range=[0, 1])
+        fig.update_yaxes(range=[0, 1])  # a log axis: 1 to 10
     fig.update_layout(title=title, uirevision="loss-curves", margin=MARGIN,
                       height=None if len(panels) == 1 else LOSS_HEIGHT + PANEL_HEIGHT * (len(panels) - 1),
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
