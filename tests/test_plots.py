@@ -164,6 +164,7 @@ def test_activation_histogram_marks_rho():
     fig = plots.activation_histogram(np.array([0.1, 0.2, 0.05]), rho=0.25)
     assert len(fig.data) == 1 and isinstance(fig.data[0], go.Histogram)
     assert [s.x0 for s in fig.layout.shapes] == [0.25]
+    assert fig.layout.xaxis.rangemode == "tozero"  # the axis starts at 0, so rho's line and label stand clear of it
     assert len(plots.activation_histogram(np.array([0.1])).layout.shapes) == 0
 
 

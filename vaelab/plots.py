@@ -244,6 +244,7 @@ def activation_histogram(rho_hat: np.ndarray, rho: float | None = None, nbins: i
         fig.add_vline(x=float(rho), line={"color": PALETTE[1], "dash": "dash"}, annotation_text=f"ρ = {rho:g}")
     fig.update_layout(title=title, xaxis_title="ρ̂ⱼ (mean activation)", yaxis_title="units", margin=MARGIN,
                       bargap=0.05)
+    fig.update_xaxes(rangemode="tozero")  # from 0: a target rho below every unit is not drawn on the units axis
     return fig
 
 
