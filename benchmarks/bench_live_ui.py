@@ -25,6 +25,7 @@ its share of the cores (one torch thread each on 2 cores): the fair plain-proces
 
     .venv/bin/python benchmarks/bench_live_ui.py [--pages sparse,vae] [--runs 3] [--seconds 12] [--rounds 1]
         [--env default --env OMP_NUM_THREADS=2 --env OMP_NUM_THREADS=2,OMP_WAIT_POLICY=ACTIVE] [--sessions 1]
+        [--viewport 1400x1800]
 """
 
 from __future__ import annotations
@@ -212,11 +213,12 @@ def measure_run(pages: list, seconds: float, batch_size: int, server_pid: int) -
 
 
 def bench_server(browser, workdir: Path, env: dict, page_keys: list[str], runs: int, seconds: float,
-                 sessions: int) -> dict:
+                 sessions: int, viewport: tuple[int, int] = (1400, 1800)) -> dict:
     server = start_server(workdir, env)
     out = {}
     try:
-        contexts = [browser.new_context(viewport={"width": 1400, "height": 1800}) for _ in range(sessions)]
+        contexts = [browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+                    for _ in range(sessions)]
         tabs = [c.new_page() for c in contexts]
         for tab in tabs:
             tab.add_init_script("(" + POLLER + ")()")
@@ -279,6 +281,8 @@ def main() -> None:
                         help="server environment NAME=VALUE[,NAME=VALUE] (repeat for one server per setting)")
     parser.add_argument("--sessions", default="1", help="browser sessions training at once; a list (1,2) runs each "
                         "and prints the combined throughput of n sessions against one")
+    parser.add_argument("--viewport", default="1400x1800", help="browser window WIDTHxHEIGHT (1400x1800 holds most of "
+                        "a page's charts on screen; a live chart off screen keeps its drawing; 1280x800: a laptop)")
     parser.add_argument("--cli-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cli_worker:
@@ -290,12 +294,13 @@ def main() -> None:
     settings = args.env or ["default"]
     print(f"command: python {' '.join(sys.argv)}")
     print(f"{os.cpu_count()} CPUs; load {load_average():.2f}; {args.runs} measured run(s) of {args.seconds:g} s "
-          f"per page, setting and round; {args.sessions} session(s) at once", flush=True)
+          f"per page, setting and round; {args.sessions} session(s) at once; window {args.viewport}", flush=True)
     cli: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
     cli_one: dict[str, list[tuple[float, float]]] = {k: [] for k in page_keys}
     app: dict[tuple[str, str], list[dict]] = {}
     combined: dict[tuple[str, str, int], list[float]] = {}  # (page, setting, sessions) -> summed wall rate per run
     sessions = [int(n) for n in str(args.sessions).split(",")]
+    viewport = tuple(int(v) for v in args.viewport.lower().split("x"))
     loads: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaelab-live-") as tmp, sync_playwright() as p:
         browser = launch_browser(p)
@@ -306,7 +311,7 @@ def main() -> None:
             for setting in settings:
                 for n in sessions:
                     result = bench_server(browser, Path(tmp), parse_env(setting), page_keys, args.runs, args.seconds,
-                                          n)
+                                          n, viewport)
                     for key, r in result.items():
                         label = setting if n == 1 else f"{setting}, {n} sessions"
                         app.setdefault((key, label), []).extend(r["rows"])
