@@ -40,6 +40,9 @@ DEFAULT_HEIGHT = 450  # px: st.plotly_chart's height for a figure that sets none
 # the same white template (``house_style``), so Pause (a live chart becoming a still one) restyles nothing. A live
 # chart's frame loads the font from the page's own style sheet (``loadFont``): the frame has none of its own.
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'
+# Every figure is built on Plotly's plain white template (Plotly applies its default when a figure is made, without
+# validating it again); setting it on each still chart instead validated the whole template: 12 ms a chart.
+pio.templates.default = "plotly_white"
 TITLE_WEIGHT = "bold"
 FONT_WAIT_MS = 1500  # a chart waits at most this long for the font before it draws
 
@@ -228,11 +231,11 @@ def figure_spec(figure: go.Figure) -> dict[str, Any]:
 
 
 def house_style(figure: go.Figure) -> go.Figure:
-    """Every chart's look, live or still: Plotly's plain white template in Streamlit's font, the title in bold (as
-    Streamlit's theme had it). A still chart is drawn with it and without Streamlit's own theme (``theme=None``),
-    which restyled a chart (font, sizes, colours) the moment Pause turned it from live to still. Changes ``figure``
-    in place and returns it."""
-    return figure.update_layout(template="plotly_white", font_family=FONT, title_font_weight=TITLE_WEIGHT)
+    """Every chart's look, live or still: Plotly's plain white template (the default this module sets) in
+    Streamlit's font, the title in bold (as Streamlit's theme had it). A still chart is drawn with it and without
+    Streamlit's own theme (``theme=None``), which restyled a chart (font, sizes, colours) the moment Pause turned it
+    from live to still. Changes ``figure`` in place and returns it."""
+    return figure.update_layout(font_family=FONT, title_font_weight=TITLE_WEIGHT)
 
 
 def live_chart(figure: go.Figure, *, key: str, config: dict[str, Any], clickable: bool = False,
