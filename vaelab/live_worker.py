@@ -56,9 +56,16 @@ SETTLE_TIMEOUT_S = 10.0
 # 4 MB message cost about 140 MB of allocations. In the server that was 100 MB/s while the VAE page trained.
 STATE_PART_BYTES = 64 * 1024
 COMPLETE_EVERY_S = 5.0  # a report carries the complete state at least this often (what a dead worker's run keeps)
-# this process's running workers (new ones take their share of the cores); weak, so that a session that goes away
-# (a closed tab) takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
+# this process's running workers (new ones take their share of the cores); weak, so that a run nobody keeps any more
+# takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
 _live_workers: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
+# Lock rules (_registry_lock): it guards ``_live_workers`` and ``_warming`` and nothing else. Hold it only to add,
+# discard or copy the set, or to read or set ``_warming``: never while asking a worker anything (``alive`` reads its
+# process; ``poll`` / ``pause`` read the pipe and may join), never while taking another lock. It is the innermost
+# lock of the server process: callers may hold a run's lease (vaelab/ui/session.py) when they come here, nothing
+# here takes one. ``LiveWorker.__del__`` may run in any thread at any allocation, this lock held or not: it takes
+# no lock. (A worker that had ended unobserved ran its death check inside ``worker_threads``' hold of this lock,
+# and the check's ``_close`` took it again: the script thread waited for itself, and every later Start behind it.)
 _registry_lock = threading.Lock()
 
 
@@ -69,7 +76,8 @@ def worker_threads() -> int:
     if configured:
         return max(1, int(configured))
     with _registry_lock:
-        running = sum(1 for w in _live_workers if w.alive)
+        workers = list(_live_workers)
+    running = sum(1 for w in workers if w.alive)  # outside the lock: each answer reads a process
     return max(1, min(MAX_THREADS, (free_cores() - 1) // (running + 1)))
 
 
@@ -115,7 +123,10 @@ def _from_bytes(data: bytes) -> Any:
 
 
 class LiveWorker:
-    """One training session's worker process, continuing ``mirror``'s run (see the module docstring)."""
+    """One training session's worker process, continuing ``mirror``'s run (see the module docstring).
+
+    One thread at a time drives a worker (its commands read the pipe and write the mirror): the holder of the run's
+    lease (vaelab/ui/session.py). ``alive`` and ``pid`` only read, and any thread may ask them."""
 
     def __init__(self, mirror: Trainer, device: str = "cpu", memory_limit_mb: float | None = None,
                  threads: int | None = None) -> None:
@@ -147,13 +158,16 @@ class LiveWorker:
     # -- state --------------------------------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        """Training (or about to): False once it sent its last report, failed or died (then ``error`` says why)."""
-        if self._finished or self.error is not None:
-            return False
-        if not self._process.is_alive():
-            self._check_death()  # read what it sent before it went; record its end
-            return False
-        return True
+        """Training (or about to): False once it sent its last report, failed or ended. It only reads: the driving
+        thread's next command (``poll``, ``pause``, ``sync``) reads what a dead worker sent and records why it
+        ended (``error``); another thread may ask without touching the pipe or the mirror."""
+        return not self._finished and self.error is None and self._process.is_alive()
+
+    def ended(self) -> bool:
+        """For the driving thread: whether the worker ended (sent its last report, failed or died); a death not yet
+        observed is recorded now, with what the worker sent before it went and why it ended (``error``)."""
+        self._check_death()
+        return not self.alive
 
     @property
     def pid(self) -> int | None:
@@ -174,6 +188,7 @@ class LiveWorker:
 
     def sync(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
         """The worker's state of now in the mirror (for a save while training runs); training goes on."""
+        self._check_death()
         if not self.alive:
             self.settle()
             return
@@ -203,6 +218,7 @@ class LiveWorker:
 
     # -- inside ---------------------------------------------------------------------------------------------
     def _finish(self, command: str, timeout: float) -> None:
+        self._check_death()  # ended unobserved: what it sent, and why it ended
         if self.alive:
             self._send((command,))
             deadline = time.monotonic() + timeout
@@ -279,12 +295,12 @@ class LiveWorker:
         return rows
 
     def _close(self) -> None:
-        with _registry_lock:
+        with _registry_lock:  # the set alone: the pipe closes outside
             _live_workers.discard(self)
         if not self._conn.closed:
             self._conn.close()
 
-    def __del__(self) -> None:  # a session that goes away takes its worker with it
+    def __del__(self) -> None:  # a run nobody keeps takes its worker with it; any thread, no lock (see above)
         try:
             if self._process.is_alive():
                 self._process.kill()

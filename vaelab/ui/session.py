@@ -40,7 +40,7 @@ def live_backend() -> str:
     """Where new sessions train: ``$VAELAB_LIVE_BACKEND`` (worker or inline), default worker."""
     value = os.environ.get(BACKEND_ENV, "worker").strip().lower() or "worker"
     if value not in BACKENDS:
-        raise ConfigError(f"{BACKEND_ENV}: must be one of {', '.join(BACKENDS)} (got {value!r})")
+        raise ConfigError(BACKEND_ENV, f"must be one of {', '.join(BACKENDS)} (got {value!r})")
     return value
 
 
@@ -272,7 +272,7 @@ def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]
             return []
         rows = session.worker.poll()
         deadline = time.monotonic() + FIRST_REPORT_WAIT_S
-        while not trainer.history and session.worker.alive and time.monotonic() < deadline:  # a fresh run
+        while not trainer.history and not session.worker.ended() and time.monotonic() < deadline:  # a fresh run
             rows = session.worker.poll(wait=0.05)
         _take_worker_end(session)
         return rows
@@ -287,7 +287,7 @@ def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]
 def _take_worker_end(session: TrainingSession) -> None:
     """The worker ended (finished, paused, failed or died): its last state into the mirror, the status to match."""
     worker, trainer = session.worker, session.trainer
-    if worker is None or worker.alive:
+    if worker is None or not worker.ended():
         return
     worker.settle()
     session.worker = None
