@@ -181,6 +181,9 @@ class ClassroomJob:
 
 
 _JOBS: dict[Path, ClassroomJob] = {}  # checkpoint folder -> its latest preparation, for the server's lifetime
+# Lock rules: _JOBS_LOCK guards _JOBS alone (read or replace an entry), ClassroomJob._lock its job's progress and
+# result. Neither is held while taking another lock (a job's ``done`` is asked outside _JOBS_LOCK), starting a
+# thread, reading a file or waiting for the workers.
 _JOBS_LOCK = threading.Lock()
 
 
@@ -201,9 +204,13 @@ def start(specs: list[RunSpec]) -> ClassroomJob:
         raise ConfigError("variants", "no lesson model to prepare")
     folder = _folder(specs[0].directory)
     with _JOBS_LOCK:
-        job = _JOBS.get(folder)
-        if job is not None and not job.done:
-            return job
-        job = _JOBS[folder] = ClassroomJob(specs)
+        running = _JOBS.get(folder)
+    if running is not None and not running.done:  # outside: ``done`` takes the job's own lock
+        return running
+    job = ClassroomJob(specs)
+    with _JOBS_LOCK:  # the same job as looked at (a second click since then got there first: its job stands)
+        if _JOBS.get(folder) is not running:
+            return _JOBS[folder]
+        _JOBS[folder] = job
     job.thread.start()
     return job

@@ -70,6 +70,8 @@ def release_freed_memory() -> bool:
     return bool(trim(0)) if trim is not None else False
 
 
+# Lock rules: _later_lock guards _later (the pending timer) alone; it is never held while cancelling or starting a
+# timer or taking another lock.
 _later_lock = threading.Lock()
 _later: threading.Timer | None = None
 
@@ -80,9 +82,10 @@ def release_freed_memory_later(delay_s: float = 5.0) -> None:
     Before the threshold was fixed (``map_large_blocks``), a trim 15 s after Stop / Reset still gave back 50 to 85 MB
     that the page's later redraws had freed; with it, the effect of this second trim was not measurable."""
     global _later
-    with _later_lock:
-        if _later is not None:
-            _later.cancel()
-        _later = threading.Timer(delay_s, release_freed_memory)
-        _later.daemon = True
-        _later.start()
+    timer = threading.Timer(delay_s, release_freed_memory)
+    timer.daemon = True
+    with _later_lock:  # the pending timer alone: cancelling and starting happen outside (start waits for a thread)
+        earlier, _later = _later, timer
+    if earlier is not None:
+        earlier.cancel()
+    timer.start()

@@ -219,6 +219,8 @@ def run_local(specs: Sequence[RunSpec], workers: int | None = None, on_progress:
     return [r if r is not None else RunResult(s, error="no result") for r, s in zip(results, specs, strict=True)]
 
 
+# Lock rules: _hidden_lock guards the three lines below and __main__'s two attributes; held only to read or set
+# them, never while a process starts (the hiding spans the start, the lock does not) or another lock is taken.
 _hidden_lock = threading.Lock()
 _hidden_depth = 0  # threads inside _main_module_hidden now
 _hidden_saved: dict[str, Any] = {}

@@ -52,6 +52,10 @@ VIEWS_REFRESH_SECONDS = 1.5
 # training step hands the GIL over at every torch call: a step that has to win it back from a busy thread each
 # time ran 140x slower (two sessions training at once in one server: 7% of the single session's rate per step).
 # Taking turns keeps every step at full speed; two sessions then share the time.
+# Lock rules: a turn lock, for the inline backend only (tests; the app's workers never take it): held across one
+# redraw with its chunk of training, the documented exception to "never across a call that may block". Order:
+# LIVE_LOCK, then a run's lease (vaelab/ui/session.py), then training's GLOBAL_RNG_LOCK; none of them is ever
+# taken the other way round.
 LIVE_LOCK = threading.Lock()
 # The loss chart is narrower than 1,000 px: more points only make every redraw slower as the run grows (the
 # figure of 5,000 train rows: 330 kB of JSON and 0.1 s to build, drawn again twice a second). Test rows are capped
