@@ -300,3 +300,15 @@ def test_a_worker_that_ended_while_nothing_polled_it_does_not_hang_the_next_star
     _within(30, lambda: state.reset(fresh))
     _within(20, lambda: state.advance(abandoned, 0.0))  # the abandoned page comes back: the death is reported
     assert abandoned.status == state.ERROR and "training process" in abandoned.message
+
+
+def test_a_run_that_ends_while_nothing_reads_it_keeps_its_final_state_for_a_late_reader(data):
+    """The worker sent its last report into a pipe nobody read, and ended 30 s later anyway: a page (or the keeper
+    of unwatched runs) that came back after that found a dead worker and only the run's first complete state."""
+    session = _session()
+    state.start(session, _config(epochs=1), data, seed=0, device="cpu")  # 40 steps: done within a few seconds
+    _wait(session, lambda: session.step > 0)
+    time.sleep(40)  # nothing polls: the run ends, its final report waits in the pipe
+    _wait(session, lambda: session.status != state.RUNNING)
+    assert session.status == state.FINISHED, session.message
+    assert session.trainer.done and session.step == session.trainer.total_steps

@@ -56,6 +56,11 @@ SETTLE_TIMEOUT_S = 10.0
 # 4 MB message cost about 140 MB of allocations. In the server that was 100 MB/s while the VAE page trained.
 STATE_PART_BYTES = 64 * 1024
 COMPLETE_EVERY_S = 5.0  # a report carries the complete state at least this often (what a dead worker's run keeps)
+# A worker whose run ended waits this long for the server to read its last report (the run's final state), then
+# ends anyway. It waited 30 s: a run that ended while no tab watched it lost its final state to a reader that came
+# later (the keeper of unwatched runs reads within 30 s, vaelab/ui/run_keeper.py). A worker nobody keeps any more is
+# killed (LiveWorker.__del__), and one whose server went away ends at once (its pipe breaks).
+FINAL_REPORT_WAIT_S = 1800.0
 # this process's running workers (new ones take their share of the cores); weak, so that a run nobody keeps any more
 # takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
 _live_workers: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
@@ -343,7 +348,7 @@ def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, see
         _train(conn, outbox, variant, config, data, seed, device, state)
     finally:
         outbox.put(None)
-        writer.join(timeout=30)
+        writer.join(timeout=FINAL_REPORT_WAIT_S)
         conn.close()
 
 
