@@ -28,6 +28,7 @@ from vaelab.ui.links import (
 )
 from vaelab.ui.pages import PageSpec, draw_navigation, is_home, navigation_pages, spec_of
 from vaelab.ui.restart import restart_notice
+from vaelab.ui.run_token import keep_token_in_address_bar
 
 map_large_blocks()  # what a run's redraws allocated goes back to the OS after Stop (vaelab/memory.py)
 
@@ -39,7 +40,10 @@ def render_sidebar() -> None:
 
     render_sidebar()
     if live_backend() == "worker":
+        from vaelab.ui.run_keeper import start_keeper
+
         warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
+        start_keeper()  # once: runs nobody watches are brought in, paused after a grace period and autosaved
 
 
 def view_bar(bar, spec: PageSpec) -> None:
@@ -61,6 +65,7 @@ presenter.inject_styles()
 draw_navigation(sections)
 install_figure_helpers()  # charts' SVG button beside the PNG camera; pictures never wider than their column
 restart_notice()
+keep_token_in_address_bar()  # this tab's runs: a reload, a second tab or a reconnect finds them again
 bar = st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center", key=presenter.BAR_KEY)
 link_errors = st.container()  # filled once a linked checkpoint has been tried
 if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load

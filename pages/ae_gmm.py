@@ -10,7 +10,7 @@ from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_picture
 from vaelab.ui.pages import require_app_frame
-from vaelab.ui.session import TrainingSession, change_model, get_session, model_cached
+from vaelab.ui.session import RunBusy, TrainingSession, change_model, get_session, model_cached
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.ae_gmm import COVARIANCE_TYPES
@@ -105,7 +105,7 @@ def mixture_controls(session: TrainingSession) -> tuple[int, str]:
                         disabled=not session.has_model or session.data is None):
         try:
             change_model(session, lambda model: model.refit_mixture(session.data.train.images, k, cov))
-        except (ConfigError, ValueError) as error:
+        except (ConfigError, ValueError, RunBusy) as error:
             st.error(f"Mixture not refit: {error}")
     model = session.model
     if model is not None and bool(model.mixture_fitted):

@@ -119,7 +119,9 @@ def test_every_field_typed_into_the_form_comes_back_from_the_link(variant):
                                                                                   {})[name]}
     assert len(changed) >= len(wanted) - 1
     assert set(params) == {"preset", "seed", "dataset", *changed}  # every changed field is named
-    assert {k: v for k, v in at.query_params.items() if k != "server"} == params  # the address bar shows it too
+    address_bar = dict(at.query_params.items())
+    assert {k: v for k, v in address_bar.items() if k not in ("server", "run")} == params  # it shows the link too
+    assert address_bar["run"] == at.session_state["vaelab.run_token"]  # and the private token, never in the link
 
     reopened = open_link(variant, params)
     assert not reopened.error, [e.value for e in reopened.error]

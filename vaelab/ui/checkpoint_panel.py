@@ -103,14 +103,15 @@ def suggested_name(session: TrainingSession) -> str:
 
 
 def _save(session: TrainingSession, name: str, key_prefix: str, overwrite: bool) -> None:
-    state.settle(session)  # a run training in a worker: its state of now
-    try:
-        path = save_trainer(session.trainer, name, overwrite=overwrite)
+    try:  # a run training in a worker: its state of now
+        path = state.save_run(session, lambda trainer: save_trainer(trainer, name, overwrite=overwrite))
     except (CheckpointError, OSError) as error:
         _set_feedback(key_prefix, "save", "error", f"Not saved: {error}")
     else:
-        state.mark_saved(session)
-        _set_feedback(key_prefix, "save", "success", f"Saved `{path.stem}` ({path}).")
+        if path is None:  # another tab drove the run all that time: the message says so
+            _set_feedback(key_prefix, "save", "error", f"Not saved: {session.message}")
+        else:
+            _set_feedback(key_prefix, "save", "success", f"Saved `{path.stem}` ({path}).")
 
 
 def _save_section(session: TrainingSession, key_prefix: str) -> None:

@@ -7,7 +7,8 @@ page's address bar always shows its link (:func:`sync_address_bar`, each run) an
 Opening a link (a session's first run) fills the form, the sidebar's seed and dataset and the view before they are
 drawn (:func:`apply_link`). Each value is checked as the form checks it: a bad one (unknown field or preset, wrong
 type, out of range) is reported with the form's message naming the field and its allowed range, and the rest of the
-link applies. The server's boot id (``server``, :mod:`vaelab.ui.restart`) is in the address bar but never in a link.
+link applies. The server's boot id (``server``, :mod:`vaelab.ui.restart`) and the tab's private run token (``run``,
+:mod:`vaelab.ui.run_store`) are in the address bar but never in a link.
 
 The pure half (:func:`link_params`, :func:`read_link`, :func:`form_values`) works on plain mappings; the rest reads
 and writes ``st.session_state`` and ``st.query_params``.
@@ -28,11 +29,12 @@ from vaelab.config import BaseConfig, ConfigError, field_types, parse_value
 from vaelab.ui import presenter
 from vaelab.ui.config_form import default_prefix, error_markdown, starting_values, to_widget_value, widget_key
 from vaelab.ui.restart import PARAM as SERVER_PARAM
+from vaelab.ui.run_store import RUN_PARAM
 
 PRESET, SEED, DATASET, PRESENT, CHECKPOINT = "preset", "seed", "dataset", "present", "checkpoint"
 SETTING_LABELS = {PRESET: "Preset", SEED: "Seed", DATASET: "Dataset", PRESENT: "Presenter view",
                   CHECKPOINT: "Checkpoint"}
-IGNORED = frozenset({SERVER_PARAM})  # in the address bar, never in a link
+IGNORED = frozenset({SERVER_PARAM, RUN_PARAM})  # in the address bar, never in a link (the run's token is private)
 SIDEBAR_CHOICE = "vaelab.choice.{}"  # the sidebar keeps its seed and dataset here (vaelab/ui/sidebar.py _remembered)
 SIDEBAR_WIDGET = "vaelab.{}"  # ... and its widgets hold this run's choice under these keys
 
@@ -362,11 +364,13 @@ def current_link(variant: str | None, *, present: bool | None = None) -> dict[st
 
 
 def sync_address_bar(params: Mapping[str, str]) -> None:
-    """Show ``params`` in the address bar (keeping the server's boot id); writes only when something changed."""
+    """Show ``params`` in the address bar (keeping the server's boot id and the run's token); writes only when
+    something changed."""
     wanted = dict(params)
-    server = st.query_params.get(SERVER_PARAM)
-    if server is not None:
-        wanted[SERVER_PARAM] = server
+    for name in IGNORED:
+        value = st.query_params.get(name)
+        if value is not None:
+            wanted[name] = value
     if _query() != wanted:
         st.query_params.from_dict(wanted)
 

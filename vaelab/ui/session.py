@@ -1,6 +1,8 @@
 """Training state that outlives a script run: one :class:`TrainingSession` per variant in ``st.session_state``.
 
-Leaving a page and coming back finds the run where it was. Status moves
+Leaving a page and coming back finds the run where it was; so does a reload, a second tab with the same address, or
+a reconnect after sleep: the sessions live in the server's :data:`~vaelab.ui.run_store.RUNS` under the tab's private
+token (``?run=...``), and ``st.session_state`` holds the same objects. Status moves
 idle -> running <-> paused -> finished (or error); Reset returns to idle. A loaded checkpoint becomes a paused
 (resumable) run, or a view-only model when its training data cannot be restored. Nothing here draws widgets.
 
@@ -8,14 +10,21 @@ Where the training runs (``backend``): in a worker process (``"worker"``, the ap
 :mod:`vaelab.live_worker`) while the session's ``trainer`` is the server's mirror of it, never trained here and
 updated from the worker's reports, so the pages draw from it unchanged; or ``"inline"``, in chunks inside the page's
 own redraws (``advance`` trains; AppTest's deterministic page tests, ``VAELAB_LIVE_BACKEND=inline``).
+
+Every function here that drives a run (talks to its worker, replaces its model) holds the run's lease
+(:mod:`vaelab.ui.lease`) while it does: a redraw's ``advance`` only tries it (another tab or the keeper of unwatched
+runs drives: the mirror is drawn as it is), a command waits for it at most ``COMMAND_WAIT_S`` and then leaves the run
+as it was, with a message.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -27,6 +36,9 @@ from vaelab.data import DataBundle
 from vaelab.live_worker import LiveWorker
 from vaelab.memory import release_freed_memory, release_freed_memory_later
 from vaelab.training import Trainer
+from vaelab.ui.lease import Lease, RunBusy
+from vaelab.ui.run_store import RUNS
+from vaelab.ui.run_token import run_token
 from vaelab.variants.base import Variant
 
 IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
@@ -66,6 +78,7 @@ class TrainingSession:
     work_slots: int = 1  # heavy summaries this redraw of the pictures may still work out: see take_work_slot
     run_views: dict[str, Any] = field(default_factory=dict, repr=False)  # see run_view_state
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
+    lease: Lease = field(default_factory=Lease, repr=False, compare=False)  # who drives the run now (module doc)
 
     # -- what pages read ----------------------------------------------------------------------------------
     def _of_run(self, name: str, default: Any) -> Any:
@@ -123,11 +136,28 @@ def session_key(variant: str) -> str:
 
 
 def get_session(variant: str) -> TrainingSession:
-    """The variant's session, created idle on first use."""
+    """The variant's session of this tab's token (:func:`run_token`), created idle on first use."""
+    session = RUNS.run(run_token(), variant, functools.partial(TrainingSession, variant))
     key = session_key(variant)
-    if not isinstance(st.session_state.get(key), TrainingSession):
-        st.session_state[key] = TrainingSession(variant)
-    return st.session_state[key]
+    if st.session_state.get(key) is not session:
+        st.session_state[key] = session
+    return session
+
+
+def _command(fallback: Any = None) -> Callable:
+    """A function that drives a run: it holds the run's lease; when another thread keeps the lease longer than a
+    command waits, the run stays as it was, ``session.message`` says why and the function returns ``fallback``."""
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def driving(session: TrainingSession, *args: Any, **kwargs: Any) -> Any:
+            try:
+                with session.lease.driving():
+                    return function(session, *args, **kwargs)
+            except RunBusy as error:
+                session.message = f"Not done: {error}."
+                return fallback
+        return driving
+    return decorate
 
 
 def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint: Checkpoint | None,
@@ -142,6 +172,7 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
     session.run_views.clear()
 
 
+@_command(fallback=False)
 def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
     """A fresh Trainer for ``config``, running. False (message set) when it cannot be built."""
     on_worker = session.backend == "worker"
@@ -172,6 +203,7 @@ def _end_worker(session: TrainingSession) -> None:
         session.worker = None
 
 
+@_command()
 def settle(session: TrainingSession) -> None:
     """The run's exact state of now in ``session.trainer`` (before a save or a download of it): with a worker,
     its newest complete state (training goes on)."""
@@ -179,6 +211,7 @@ def settle(session: TrainingSession) -> None:
         session.worker.sync()
 
 
+@_command()
 def pause(session: TrainingSession) -> None:
     if session.status == RUNNING:
         if session.worker is not None:
@@ -188,6 +221,7 @@ def pause(session: TrainingSession) -> None:
             session.status = PAUSED
 
 
+@_command()
 def resume(session: TrainingSession) -> None:
     if session.can_resume:
         session.status = RUNNING
@@ -202,17 +236,29 @@ def change_model(session: TrainingSession, change: Callable[[Variant], Any]) -> 
     While a worker trains, the server's model is a mirror that every report overwrites with the worker's weights:
     a change made to it alone was undone within a second. So training pauses (the worker's exact state comes to
     the mirror and the worker ends), the change is made, and a new worker continues from the changed state, also
-    when the change raises (the run goes on unchanged)."""
-    in_worker = session.running and session.backend == "worker"
-    if in_worker:
-        pause(session)
-    try:
-        return change(session.model)
-    finally:
+    when the change raises (the run goes on unchanged). Raises :class:`RunBusy` when another tab drives the run."""
+    with session.lease.driving():
+        in_worker = session.running and session.backend == "worker"
         if in_worker:
-            resume(session)
+            pause(session)
+        try:
+            return change(session.model)
+        finally:
+            if in_worker:
+                resume(session)
 
 
+@_command()
+def save_run(session: TrainingSession, save: Callable[[Trainer], Path]) -> Path:
+    """``save(trainer)`` of the run's exact state of now (a worker's newest complete state; training goes on), and
+    the run marked saved. The save's own errors (CheckpointError, OSError) reach the caller."""
+    settle(session)
+    path = save(session.trainer)
+    mark_saved(session)
+    return path
+
+
+@_command(fallback="another tab is busy with this run: try again")
 def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
     """Continue a run that stopped on a non-finite value (weights already back at the last finite state) with a
     new learning rate. Returns an error message (naming the field and range) or None."""
@@ -229,11 +275,13 @@ def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
     return None
 
 
+@_command()
 def mark_saved(session: TrainingSession) -> None:
     """The run as it is now is in a file (Stop / Reset need not ask)."""
     session.saved_step = session.step
 
 
+@_command()
 def reset(session: TrainingSession) -> None:
     """Forget the run (Stop/Reset); the page's form can start a new one. The memory it held goes back to the OS."""
     _replace_model(session, None, None, IDLE)
@@ -241,6 +289,7 @@ def reset(session: TrainingSession) -> None:
     release_freed_memory_later()  # and what the page's next redraws free
 
 
+@_command()
 def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkpoint) -> None:
     """A trainer restored from ``checkpoint``: paused (resumable), or finished / error as stored."""
     if trainer.error is not None:
@@ -254,6 +303,7 @@ def adopt_trainer(session: TrainingSession, trainer: Trainer, checkpoint: Checkp
     mark_saved(session)
 
 
+@_command()
 def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: DataBundle | None, why: str) -> None:
     """A checkpoint whose training cannot resume here: its model and stored curves, nothing to train."""
     _replace_model(session, None, checkpoint, VIEW_ONLY, why, view_data=data)
@@ -262,7 +312,17 @@ def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: Data
 
 def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
     """Inline: one chunk of training. Worker: the reports that have arrived. Moves status to finished / error when
-    the run stops (the worker's end, or its death, with the cause)."""
+    the run stops (the worker's end, or its death, with the cause). Nothing when another thread drives the run (a
+    second tab, the keeper): that thread brings the reports in."""
+    if not session.lease.try_take():
+        return []
+    try:
+        return _advance(session, max_seconds)
+    finally:
+        session.lease.give()
+
+
+def _advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
     trainer = session.trainer
     if session.status != RUNNING or trainer is None:
         return []

@@ -1,0 +1,111 @@
+"""Runs nobody watches: brought in, paused after a grace period and kept as an autosave.
+
+A tab reports that it is open at every page run and, between them, with a heartbeat (:mod:`vaelab.ui.run_token`).
+A run whose token no open tab has shown for ``POLL_AFTER_S`` is looked after by the keeper (:func:`start_keeper`):
+
+- it reads the worker's reports, so a run that ends unwatched ends properly (its last state in the mirror, the
+  worker process gone) and is saved as the token's autosave;
+- after the grace period unwatched (:func:`~vaelab.ui.run_store.grace_s`) it is paused (the worker's exact state comes
+  to the mirror and the worker ends) and saved as the autosave. A tab that comes back later finds it paused (its
+  token still known) and Resume continues it; the autosave survives even a restart of the server, listed on the
+  variant's page like any saved checkpoint;
+- a token unseen for ``FORGET_AFTER_S`` with nothing training is forgotten (its memory goes back).
+
+The keeper only tries a run's lease (:mod:`vaelab.ui.lease`): a run that a tab drives is left to that tab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from vaelab.checkpoints import CheckpointError, save_trainer
+from vaelab.ui import session as state
+from vaelab.ui.run_store import RUNS, RunStore, grace_s
+
+POLL_AFTER_S = 30.0  # no tab for this long (or the grace period, if shorter): nobody reads its reports but the keeper
+FORGET_AFTER_S = 6 * 3600.0  # a token nobody has shown for this long, with nothing training, is dropped
+KEEPER_PERIOD_S = 2.0
+AUTOSAVE_PREFIX = "autosave-"
+
+log = logging.getLogger(__name__)
+
+
+def autosave_name(token: str) -> str:
+    """The checkpoint name of a token's autosave: a digest, so the listing (seen by every tab) shows no token."""
+    return AUTOSAVE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:10]
+
+
+def autosave(run: state.TrainingSession, token: str) -> Path | None:
+    """Save the run as its token's autosave (replacing the last one); None (the reason in its message) on failure."""
+    try:
+        return state.save_run(run, lambda trainer: save_trainer(trainer, autosave_name(token), overwrite=True))
+    except (CheckpointError, OSError) as error:
+        run.message = f"{run.message + ' ' if run.message else ''}The autosave failed: {error}"
+        return None
+
+
+def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | None = None) -> list[str]:
+    """One pass of the keeper over ``store``: what it did, one line an action (tests and logs read them)."""
+    now = time.monotonic() if now is None else now
+    grace = grace_s() if grace is None else grace
+    done: list[str] = []
+    poll_after = min(POLL_AFTER_S, grace)
+    for token, seen, runs in store.owners():
+        unwatched = now - seen
+        for run in runs:
+            if unwatched >= poll_after and run.running and run.backend == "worker":
+                done.extend(_look_after_run(run, token, unwatched, grace))
+        if unwatched >= FORGET_AFTER_S and not any(run.running for run in runs):
+            store.forget(token)
+            done.append(f"forgot a token unseen for {unwatched:.0f} s")
+    return done
+
+
+def _look_after_run(run: state.TrainingSession, token: str, unwatched: float, grace: float) -> list[str]:
+    if not run.lease.try_take():  # a tab drives it after all
+        return []
+    try:
+        state.advance(run, 0.0)  # its reports; a run that ended takes its end
+        if not run.running:
+            path = autosave(run, token) if run.trainer is not None else None
+            return [f"{run.variant}: ended unwatched ({run.status}), autosaved to {path}"]
+        if unwatched < grace:
+            return []
+        state.pause(run)
+        path = autosave(run, token)
+        kept = f"kept as the autosave `{path.stem}`" if path is not None else "kept in the server"
+        run.message = (f"Paused after {unwatched:.0f} s with no tab open on it, {kept}: Resume continues it. "
+                       f"{run.message or ''}").strip()
+        return [f"{run.variant}: paused after {unwatched:.0f} s unwatched, autosaved to {path}"]
+    finally:
+        run.lease.give()
+
+
+_keeper: threading.Thread | None = None
+# Lock rules: _keeper_lock guards _keeper alone; the thread starts outside it.
+_keeper_lock = threading.Lock()
+
+
+def start_keeper(period_s: float = KEEPER_PERIOD_S) -> None:
+    """Once per process: the keeper thread (a pass every ``period_s``)."""
+    global _keeper
+    thread = threading.Thread(target=_keep, args=(period_s,), name="vaelab-run-keeper", daemon=True)
+    with _keeper_lock:
+        if _keeper is not None:
+            return
+        _keeper = thread
+    thread.start()
+
+
+def _keep(period_s: float) -> None:
+    while True:
+        time.sleep(period_s)
+        try:
+            for line in look_after():
+                log.info("run keeper: %s", line)
+        except Exception:  # a pass that failed must not end the keeper: the next one tries again
+            log.exception("run keeper: a pass failed")
