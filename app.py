@@ -77,6 +77,9 @@ if is_home(page):  # Home reads no settings: it is drawn (and its links work) be
 else:  # a variant page reads the sidebar's settings of this run
     render_sidebar()
     if spec.variant is not None:
+        from vaelab.ui.checkpoint_panel import restore_archived_run
+
+        restore_archived_run(spec.variant)  # a run archived while no tab showed it comes back from its autosave
         load_linked_checkpoint(spec.variant)
     view_bar(bar, spec)
     with link_errors:

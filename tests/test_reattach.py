@@ -16,7 +16,7 @@ from vaelab.data import load_data
 from vaelab.ui import run_keeper, run_store
 from vaelab.ui import session as state
 from vaelab.ui.lease import Lease, RunBusy
-from vaelab.ui.run_store import RUN_PARAM, RunStore
+from vaelab.ui.run_store import RUN_PARAM, RUNS, RunStore
 from vaelab.ui.run_token import TOKEN_KEY
 from vaelab.variants import get_variant
 
@@ -145,7 +145,7 @@ def _unwatched_run(data, store: RunStore, **fields):
     return token, run, store.owners()[0][1]
 
 
-def test_a_run_nobody_watches_is_paused_after_the_grace_period_and_autosaved_exactly(data):
+def test_a_run_nobody_watches_is_paused_after_the_grace_period_autosaved_exactly_and_archived(data):
     store = RunStore()
     token, run, seen = _unwatched_run(data, store)
     assert run_keeper.look_after(store, now=seen + 1, grace=60) == []  # a tab is open: left to it
@@ -157,15 +157,41 @@ def test_a_run_nobody_watches_is_paused_after_the_grace_period_and_autosaved_exa
         assert time.monotonic() < deadline
         time.sleep(0.2)
         run_keeper.look_after(store, now=seen + run_keeper.POLL_AFTER_S + 1, grace=60)
+    worker = run.worker
+    mirror = run.trainer
     done = run_keeper.look_after(store, now=seen + 61, grace=60)
-    assert run.status == state.PAUSED and run.worker is None and "paused" in done[0]
-    assert "Resume" in run.message and not run.unsaved
-    saved = load_checkpoint(checkpoint_path("ae", run_keeper.autosave_name(token)))
-    assert saved.meta["steps"] == run.step > step
+    assert "archived" in done[-1] and worker.ended()
+    assert run.archived == checkpoint_path("ae", run_keeper.autosave_name(token))
+    assert not run.has_model and run.worker is None and "Paused after" in run.message  # its memory went back
+    saved = load_checkpoint(run.archived)
+    assert saved.meta["steps"] == mirror.step > step  # the worker's exact state at the pause
     assert token not in saved.path.name  # the listing, seen by every tab, shows no token
-    state.resume(run)  # the student comes back: Resume continues from it
-    _wait(run, lambda: run.step > saved.meta["steps"])
-    state.reset(run)
+    assert run_keeper.look_after(store, now=seen + 120, grace=60) == []  # archived once
+
+
+def test_an_archived_run_comes_back_from_its_autosave_when_its_tab_returns():
+    at = new_app().run()
+    at.switch_page("pages/ae.py").run()
+    set_form(at, "ae", {"epochs": 5}, chunk_steps=5)
+    at.button(key="panel.ae.start").click().run()
+    at.run()
+    at.button(key="panel.ae.pause").click().run()
+    run = session_of(at, "ae")
+    step, token = run.step, at.session_state[TOKEN_KEY]
+    assert run.status == state.PAUSED and step > 0
+    seen = next(s for t, s, _ in RUNS.owners() if t == token)
+    run_keeper.look_after(RUNS, now=seen + 61, grace=60)
+    assert run.archived is not None and not run.has_model
+
+    back = new_app()  # the student's tab comes back (a reload after the grace period)
+    back.query_params[RUN_PARAM] = token
+    back.run()
+    back.switch_page("pages/ae.py").run()
+    no_exception(back)
+    again = session_of(back, "ae")
+    assert again is run and again.status == state.PAUSED and again.step == step and again.can_resume
+    assert again.checkpoint.path.stem == run_keeper.autosave_name(token)
+    assert any("Restored from its autosave" in i.value for i in back.info)
 
 
 def test_a_run_that_ends_unwatched_ends_properly_and_is_autosaved(data):

@@ -34,7 +34,7 @@ from vaelab.checkpoints import (
 from vaelab.config import ConfigError
 from vaelab.data import DataBundle, DataError
 from vaelab.ui import session as state
-from vaelab.ui.config_form import set_form_values
+from vaelab.ui.config_form import default_prefix, set_form_values
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.sidebar import Settings, cached_data, current_settings
 
@@ -215,6 +215,24 @@ def load_into_session(variant: str, path: str | Path, form_prefix: str) -> str |
             session.message = notice
     set_form_values(variant, ckpt.config, form_prefix)
     return None
+
+
+def restore_archived_run(variant: str) -> None:
+    """Call after the sidebar, before the page: a run that the keeper of unwatched runs archived (vaelab/ui/
+    run_keeper.py) is loaded back from its file, once, as any checkpoint is (paused: Resume continues it)."""
+    session = get_session(variant)
+    if session.archived is None:
+        return
+    path = state.take_archived(session)
+    if path is None:
+        return
+    note = session.message
+    error = load_into_session(variant, path, default_prefix(variant))
+    if error:
+        session.message = (f"This run was kept in `{path.stem}` while no tab showed it and could not be loaded "
+                           f"back: {error}")
+    else:
+        session.message = " ".join(filter(None, [note, f"Restored from its autosave `{path.stem}`."]))
 
 
 def open_checkpoint(variant: str, path: str | Path, key_prefix: str, form_prefix: str, what: str = "load") -> None:

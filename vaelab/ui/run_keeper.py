@@ -6,9 +6,10 @@ A run whose token no open tab has shown for ``POLL_AFTER_S`` is looked after by 
 - it reads the worker's reports, so a run that ends unwatched ends properly (its last state in the mirror, the
   worker process gone) and is saved as the token's autosave;
 - after the grace period unwatched (:func:`~vaelab.ui.run_store.grace_s`) it is paused (the worker's exact state comes
-  to the mirror and the worker ends) and saved as the autosave. A tab that comes back later finds it paused (its
-  token still known) and Resume continues it; the autosave survives even a restart of the server, listed on the
-  variant's page like any saved checkpoint;
+  to the mirror and the worker ends), saved as the autosave and *archived*: its memory goes back, and the next tab
+  that brings the token loads it from the autosave (paused: Resume continues it). A run that was not training is
+  saved and archived the same way (a loaded, view-only model points at its own file). The autosave survives even a
+  restart of the server, listed on the variant's page like any saved checkpoint;
 - a token unseen for ``FORGET_AFTER_S`` with nothing training is forgotten (its memory goes back).
 
 The keeper only tries a run's lease (:mod:`vaelab.ui.lease`): a run that a tab drives is left to that tab.
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from vaelab.checkpoints import CheckpointError, save_trainer
+from vaelab.memory import release_freed_memory
 from vaelab.ui import session as state
 from vaelab.ui.run_store import RUNS, RunStore, grace_s
 
@@ -52,37 +54,42 @@ def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | 
     """One pass of the keeper over ``store``: what it did, one line an action (tests and logs read them)."""
     now = time.monotonic() if now is None else now
     grace = grace_s() if grace is None else grace
-    done: list[str] = []
     poll_after = min(POLL_AFTER_S, grace)
+    done: list[str] = []
     for token, seen, runs in store.owners():
         unwatched = now - seen
         for run in runs:
-            if unwatched >= poll_after and run.running and run.backend == "worker":
-                done.extend(_look_after_run(run, token, unwatched, grace))
+            if unwatched >= poll_after and run.lease.try_take():  # else a tab drives it after all
+                try:
+                    done.extend(_look_after_run(run, token, unwatched, grace))
+                finally:
+                    run.lease.give()
         if unwatched >= FORGET_AFTER_S and not any(run.running for run in runs):
             store.forget(token)
             done.append(f"forgot a token unseen for {unwatched:.0f} s")
+    if any(" archived " in line for line in done):
+        release_freed_memory()
     return done
 
 
 def _look_after_run(run: state.TrainingSession, token: str, unwatched: float, grace: float) -> list[str]:
-    if not run.lease.try_take():  # a tab drives it after all
-        return []
-    try:
+    done: list[str] = []
+    if run.running and run.backend == "worker":
         state.advance(run, 0.0)  # its reports; a run that ended takes its end
         if not run.running:
-            path = autosave(run, token) if run.trainer is not None else None
-            return [f"{run.variant}: ended unwatched ({run.status}), autosaved to {path}"]
-        if unwatched < grace:
-            return []
+            path = autosave(run, token)
+            done.append(f"{run.variant}: ended unwatched ({run.status}), autosaved to {path}")
+    if unwatched < grace or not run.has_model or run.running and run.backend != "worker":
+        return done
+    if run.running:
         state.pause(run)
-        path = autosave(run, token)
-        kept = f"kept as the autosave `{path.stem}`" if path is not None else "kept in the server"
-        run.message = (f"Paused after {unwatched:.0f} s with no tab open on it, {kept}: Resume continues it. "
+        run.message = (f"Paused after {unwatched:.0f} s with no tab open on it: Resume continues it. "
                        f"{run.message or ''}").strip()
-        return [f"{run.variant}: paused after {unwatched:.0f} s unwatched, autosaved to {path}"]
-    finally:
-        run.lease.give()
+    path = autosave(run, token) if run.trainer is not None else run.checkpoint.path  # view-only: its file
+    if path is None:  # not saved: it stays in memory
+        return [*done, f"{run.variant}: unwatched for {unwatched:.0f} s, kept in memory (the autosave failed)"]
+    state.archive(run, path)
+    return [*done, f"{run.variant}: unwatched for {unwatched:.0f} s, archived to {path}"]
 
 
 _keeper: threading.Thread | None = None

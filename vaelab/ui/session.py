@@ -79,6 +79,7 @@ class TrainingSession:
     run_views: dict[str, Any] = field(default_factory=dict, repr=False)  # see run_view_state
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
     lease: Lease = field(default_factory=Lease, repr=False, compare=False)  # who drives the run now (module doc)
+    archived: Path | None = None  # the file that holds this run while no tab shows it (see archive)
 
     # -- what pages read ----------------------------------------------------------------------------------
     def _of_run(self, name: str, default: Any) -> Any:
@@ -165,6 +166,7 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
     _end_worker(session)
     session.trainer, session.checkpoint, session.status, session.message = trainer, checkpoint, status, message
     session.saved_step = None
+    session.archived = None
     session._view_data = view_data
     session.version += 1
     session.results.clear()
@@ -287,6 +289,24 @@ def reset(session: TrainingSession) -> None:
     _replace_model(session, None, None, IDLE)
     release_freed_memory()
     release_freed_memory_later()  # and what the page's next redraws free
+
+
+@_command()
+def archive(session: TrainingSession, path: Path) -> None:
+    """The run is in ``path`` (its autosave, or the checkpoint it was loaded from) and no tab shows it: its memory
+    goes back; the next page that shows it loads it from there (:func:`take_archived`)."""
+    if session.running:
+        raise RuntimeError("a run that trains cannot be archived: pause it first")
+    message = session.message
+    _replace_model(session, None, None, IDLE, message)
+    session.archived = path
+
+
+@_command()
+def take_archived(session: TrainingSession) -> Path | None:
+    """The archived run's file, once (the caller loads it back), or None."""
+    path, session.archived = session.archived, None
+    return path
 
 
 @_command()
