@@ -109,7 +109,7 @@ def test_leaving_a_training_page_and_coming_back_finds_the_run_trained_on(app_se
         page.wait_for_timeout(1000)
         before = _step(page)
         _nav(page, "Variational autoencoder")
-        page.wait_for_timeout(2 * GRACE_S * 1000)  # twice the grace period: the heartbeat keeps the run watched
+        page.wait_for_timeout(2 * GRACE_S * 1000)  # twice the grace period: the open tab keeps the run watched
         _nav(page, "Autoencoder")
         _status(page, "Training")
         _loss_chart_drawn(page)

@@ -179,7 +179,7 @@ def test_an_archived_run_comes_back_from_its_autosave_when_its_tab_returns():
     run = session_of(at, "ae")
     step, token = run.step, at.session_state[TOKEN_KEY]
     assert run.status == state.PAUSED and step > 0
-    seen = next(s for t, s, _ in RUNS.owners() if t == token)
+    seen = next(s for t, s, _, _ in RUNS.owners() if t == token)
     run_keeper.look_after(RUNS, now=seen + 61, grace=60)
     assert run.archived is not None and not run.has_model
 
@@ -207,6 +207,23 @@ def test_a_run_that_ends_unwatched_ends_properly_and_is_autosaved(data):
     process.join(timeout=10)
     assert not process.is_alive()
     assert load_checkpoint(checkpoint_path("ae", run_keeper.autosave_name(token))).meta["steps"] == run.step
+
+
+def test_a_run_whose_tab_is_still_connected_is_watched_however_long_ago_its_page_last_ran(data):
+    """A tab in the background (its timers throttled) or on another page of the app reruns nothing for minutes, but
+    its connection is open: its run trains on. Once the server says the tab is gone, the grace period counts."""
+    store = RunStore()
+    token, run, seen = _unwatched_run(data, store)
+    store.touch(token, "tab-1")
+    open_tabs = {"tab-1"}
+    later = seen + 3600
+    assert run_keeper.look_after(store, now=later, grace=60, connected=open_tabs.__contains__) == []
+    assert run.running and store.owners()[0][3] == {"tab-1"}
+    open_tabs.clear()  # the tab closed
+    run_keeper.look_after(store, now=later + 59, grace=60, connected=open_tabs.__contains__)  # polled, trains on
+    assert run.running and store.owners()[0][3] == set()  # within the grace period since it was last connected
+    done = run_keeper.look_after(store, now=later + 61, grace=60, connected=open_tabs.__contains__)
+    assert "archived" in done[-1] and run.archived is not None
 
 
 def test_the_keeper_leaves_a_run_that_a_tab_drives_and_forgets_tokens_unseen_for_hours(data):
@@ -254,6 +271,6 @@ def test_the_grace_period_setting_is_checked(monkeypatch):
         with pytest.raises(ConfigError, match=f"{run_store.GRACE_ENV}: .*5 to 86400"):
             run_store.grace_s()
     monkeypatch.setenv(run_store.GRACE_ENV, "9")
-    assert run_store.grace_s() == 9 and run_store.heartbeat_s() == 3  # a tab beats thrice within the grace
+    assert run_store.grace_s() == 9
     monkeypatch.delenv(run_store.GRACE_ENV)
-    assert run_store.grace_s() == run_store.GRACE_S and run_store.heartbeat_s() == run_store.HEARTBEAT_S
+    assert run_store.grace_s() == run_store.GRACE_S

@@ -1,7 +1,9 @@
 """Runs nobody watches: brought in, paused after a grace period and kept as an autosave.
 
-A tab reports that it is open at every page run and, between them, with a heartbeat (:mod:`vaelab.ui.run_token`).
-A run whose token no open tab has shown for ``POLL_AFTER_S`` is looked after by the keeper (:func:`start_keeper`):
+A token is watched while one of the tabs that brought it is connected to the server (Streamlit's session is
+active: a tab in the background or on another page of the app counts, a closed, reloaded or sleeping one does not),
+and seen at its last page run. A run whose token has had no connected tab for ``POLL_AFTER_S`` is looked after by
+the keeper (:func:`start_keeper`):
 
 - it reads the worker's reports, so a run that ends unwatched ends properly (its last state in the mirror, the
   worker process gone) and is saved as the token's autosave;
@@ -21,6 +23,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vaelab.checkpoints import CheckpointError, save_trainer
@@ -50,13 +53,32 @@ def autosave(run: state.TrainingSession, token: str) -> Path | None:
         return None
 
 
-def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | None = None) -> list[str]:
-    """One pass of the keeper over ``store``: what it did, one line an action (tests and logs read them)."""
+def connected_sessions() -> Callable[[str], bool] | None:
+    """Whether a Streamlit session (a tab) is connected, asked of the server (thread-safe); None outside a server
+    (AppTest, a script)."""
+    from streamlit import runtime
+
+    return runtime.get_instance().is_active_session if runtime.exists() else None
+
+
+def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | None = None,
+               connected: Callable[[str], bool] | None = None) -> list[str]:
+    """One pass of the keeper over ``store``: what it did, one line an action (tests and logs read them).
+    ``connected(session id)`` tells an open tab (default: the server's sessions; without a server, only the time a
+    tab was last seen counts)."""
     now = time.monotonic() if now is None else now
     grace = grace_s() if grace is None else grace
+    connected = connected_sessions() if connected is None else connected
     poll_after = min(POLL_AFTER_S, grace)
     done: list[str] = []
-    for token, seen, runs in store.owners():
+    for token, seen, runs, sessions in store.owners():
+        if connected is not None and sessions:
+            gone = {session for session in sessions if not connected(session)}
+            if gone != sessions:  # a tab with this token is open: watched now
+                store.touch(token, now=now)
+                seen = now
+            if gone:
+                store.drop_sessions(token, gone)
         unwatched = now - seen
         for run in runs:
             if unwatched >= poll_after and run.lease.try_take():  # else a tab drives it after all

@@ -1,8 +1,9 @@
 """The server's runs, kept by a private token so that a reload, a second tab or a reconnect finds them again.
 
 A browser's tab holds its token in the address bar (``?run=...``, never in a shared link) and in its Streamlit
-session. Each token owns one run per variant (the pages' :class:`~vaelab.ui.session.TrainingSession`) and the time a
-tab holding it was last seen (every page run, and a heartbeat while a tab is open: :mod:`vaelab.ui.run_token`).
+session. Each token owns one run per variant (the pages' :class:`~vaelab.ui.session.TrainingSession`), the
+Streamlit sessions that brought it (a tab whose connection is open watches its runs: :mod:`vaelab.ui.run_keeper`
+asks the server) and the time a tab holding it was last seen (:mod:`vaelab.ui.run_token`).
 A new Streamlit session (a reload, a second tab with the same address, a reconnect after sleep) that brings a known
 token takes over its runs as they are; an unknown one (made up, or from before a restart) gets a new token.
 
@@ -25,7 +26,6 @@ RUN_PARAM = "run"  # the address bar's name for the token
 TOKEN_BYTES = 16  # 128 random bits: a token cannot be guessed, only copied
 GRACE_ENV = "VAELAB_UNWATCHED_GRACE_S"
 GRACE_S = 60.0  # unwatched this long, a run is paused and autosaved (a reload comes back well within it)
-HEARTBEAT_S = 10.0  # an open tab says so this often between its page runs (less with a short grace period)
 
 
 def grace_s() -> float:
@@ -43,11 +43,6 @@ def grace_s() -> float:
     return seconds
 
 
-def heartbeat_s() -> float:
-    """How often an open tab says so: ``HEARTBEAT_S``, or a third of a shorter grace period."""
-    return min(HEARTBEAT_S, grace_s() / 3)
-
-
 @dataclass
 class Owner:
     """A token's runs (variant -> run) and when a tab holding the token was last seen (``time.monotonic``)."""
@@ -55,6 +50,7 @@ class Owner:
     token: str
     runs: dict[str, Any] = field(default_factory=dict)
     seen: float = field(default_factory=time.monotonic)
+    sessions: set[str] = field(default_factory=set)  # the Streamlit sessions (tabs) that brought the token
 
 
 class RunStore:
@@ -78,13 +74,22 @@ class RunStore:
         with self._lock:
             return token is not None and token in self._owners
 
-    def touch(self, token: str) -> None:
-        """A tab holding ``token`` is open now."""
-        now = time.monotonic()
+    def touch(self, token: str, session: str | None = None, now: float | None = None) -> None:
+        """A tab holding ``token`` (Streamlit's session id ``session``, if known) is open ``now`` (default: now)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             owner = self._owners.get(token)
             if owner is not None:
                 owner.seen = now
+                if session is not None:
+                    owner.sessions.add(session)
+
+    def drop_sessions(self, token: str, gone: set[str]) -> None:
+        """Those sessions of ``token`` are closed for good (the keeper found them gone)."""
+        with self._lock:
+            owner = self._owners.get(token)
+            if owner is not None:
+                owner.sessions -= gone
 
     def run(self, token: str, variant: str, new: Callable[[], Any]) -> Any:
         """The token's run of ``variant``, made by ``new()`` (outside the lock) the first time."""
@@ -96,10 +101,11 @@ class RunStore:
         with self._lock:  # a second tab may have made it meanwhile: the first one made stays
             return self._owners[token].runs.setdefault(variant, made)
 
-    def owners(self) -> list[tuple[str, float, list[Any]]]:
-        """(token, last seen, its runs) of every token, copied: the caller works on them without the lock."""
+    def owners(self) -> list[tuple[str, float, list[Any], set[str]]]:
+        """(token, last seen, its runs, its sessions) of every token, copied: the caller works on them without the
+        lock."""
         with self._lock:
-            return [(o.token, o.seen, list(o.runs.values())) for o in self._owners.values()]
+            return [(o.token, o.seen, list(o.runs.values()), set(o.sessions)) for o in self._owners.values()]
 
     def forget(self, token: str) -> None:
         """Drop a token and its runs (their memory goes with the last reference)."""
