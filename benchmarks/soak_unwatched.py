@@ -47,6 +47,11 @@ PAGES = ("Autoencoder", "Sparse autoencoder", "Denoising autoencoder", "k-sparse
 SHORT_EPOCHS, LONG_EPOCHS = 3, 500
 STEP = re.compile(r"step ([\d,]+)/|([\d,]+) steps")
 STATUSES = ("Training", "Paused", "Finished", "Stopped")
+NOT_STARTED = "Not started"
+
+
+class RunLost(Exception):
+    """The page answered, without the run it should show."""
 
 
 @dataclass
@@ -73,6 +78,9 @@ class Soak:
         try:
             action()
             answered(HANG_MS)
+        except RunLost as error:
+            self.lost.append(f"{what}: {error}")
+            return False
         except Exception as error:  # noqa: BLE001 (playwright's TimeoutError and kin: the page did not answer)
             self.hangs.append(f"{what}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
             return False
@@ -88,12 +96,22 @@ class Soak:
 
     @staticmethod
     def status(page, timeout_ms: int) -> str:
-        pattern = re.compile(rf"({'|'.join(STATUSES)}|Not started)$")
-        return page.get_by_text(pattern).filter(visible=True).first.inner_text(timeout=timeout_ms).split()[-1]
+        """The status badge's word (one of STATUSES or NOT_STARTED), read in the row of the Start button (the form
+        above it has a "Training" heading of its own)."""
+        start = page.get_by_role("button", name="Start")
+        row = page.locator('[data-testid="stHorizontalBlock"]').filter(has=start).last
+        text = row.inner_text(timeout=timeout_ms)
+        found = re.search(rf"({'|'.join((*STATUSES, NOT_STARTED))})", text)
+        if found is None:
+            raise TimeoutError(f"no status in the button row: {text[:120]!r}")
+        return found.group(1)
 
     def wait_status(self, page, wanted: tuple[str, ...], timeout_ms: int) -> None:
+        """Until the status is one of ``wanted``; a page that shows no run any more raises RunLost."""
         deadline = time.monotonic() + timeout_ms / 1000
         while (now := self.status(page, timeout_ms)) not in wanted:
+            if now == NOT_STARTED and NOT_STARTED not in wanted:
+                raise RunLost("the page shows no run (Not started)")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"status {now!r}, wanted {wanted}")
             page.wait_for_timeout(200)
@@ -128,8 +146,9 @@ class Soak:
             page.wait_for_timeout(3000)
             before = self.step(page)
             if mode == "reload":
-                if self.timed("reload", page.reload, lambda t: self.wait_status(page, STATUSES, t)):
-                    self.expect_step(page, before, f"reload of {title}")
+                if not self.timed("reload", page.reload, lambda t: self.wait_status(page, STATUSES, t)):
+                    return runs  # lost or hung: counted
+                self.expect_step(page, before, f"reload of {title}")
             elif mode == "navigate":
                 if self.timed("navigate away", sidebar_link(page, other).click, self.heading(page, other)):
                     set_epochs(page, epochs)
@@ -147,6 +166,8 @@ class Soak:
                     self.timed("killed worker shown", lambda: None,
                                lambda t: self.wait_status(page, ("Stopped", "Finished"), t))
             runs.append(Abandoned(page.url, title, self.step(page), mode, 0.0))
+        except RunLost as error:
+            self.lost.append(f"{mode} on {title}: {error}")
         except Exception as error:  # noqa: BLE001 (a page that stopped answering mid-cycle)
             self.hangs.append(f"{mode} on {title}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
         finally:
@@ -167,8 +188,8 @@ class Soak:
             if not self.timed("reattach", lambda: page.goto(run.address), self.heading(page, run.title)):
                 return
             status = self.status(page, HANG_MS)
-            step = self.step(page) if status != "Not started" else -1
-            if status == "Not started" or step < run.step:
+            step = self.step(page) if status != NOT_STARTED else -1
+            if status == NOT_STARTED or step < run.step:
                 self.lost.append(f"{run.mode} run on {run.title}: {status} at step {step} (was {run.step})")
         except Exception as error:  # noqa: BLE001
             self.hangs.append(f"reattach {run.title}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")

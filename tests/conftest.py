@@ -44,3 +44,16 @@ def _every_run_goes_through_app_py(monkeypatch):
     """
     monkeypatch.setattr(script_runner, "_mpa_v1", lambda main_script_path: runpy.run_path(
         main_script_path, run_name="__main__"))
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_runs_a_test_made():
+    """The app keeps runs by token for the server's lifetime (vaelab/ui/run_store.py); the test process is one long
+    server to it. Each test's tokens go when it ends, so its models (and any worker) go with them."""
+    from vaelab.ui.run_store import RUNS
+
+    before = {token for token, *_ in RUNS.owners()}
+    yield
+    for token, *_ in RUNS.owners():
+        if token not in before:
+            RUNS.forget(token)

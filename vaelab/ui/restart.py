@@ -27,8 +27,9 @@ def restart_notice() -> None:
         st.query_params[PARAM] = BOOT_ID
     if st.session_state.get(RESTARTED_KEY):
         st.warning("**The server restarted** since this tab last talked to it: runs that were training or paused "
-                   "here are gone (they live in the server while they run). Saved checkpoints are kept: **Load** "
-                   "one, or **Start** again.", icon=":material/restart_alt:")
+                   "here are gone (they live in the server while they run). Saved checkpoints are kept, and so are "
+                   "the autosaves of runs no tab had shown for a while: **Load** one, or **Start** again.",
+                   icon=":material/restart_alt:")
         if st.button("Dismiss", key="vaelab.dismiss_restart"):
             st.session_state[RESTARTED_KEY] = False
             st.rerun()
