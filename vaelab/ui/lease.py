@@ -63,11 +63,6 @@ class Lease:
             if self._depth == 0:
                 self._holder = None
 
-    @property
-    def held(self) -> bool:
-        with self._guard:
-            return self._holder is not None
-
     @contextmanager
     def driving(self, timeout: float | None = None) -> Iterator[None]:
         """``with lease.driving():`` the block drives the run; :class:`RunBusy` after ``timeout`` s of waiting."""

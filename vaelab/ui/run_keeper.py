@@ -71,6 +71,7 @@ def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | 
     connected = connected_sessions() if connected is None else connected
     poll_after = min(POLL_AFTER_S, grace)
     done: list[str] = []
+    archived = False
     for token, seen, runs, sessions in store.owners():
         if connected is not None and sessions:
             gone = {session for session in sessions if not connected(session)}
@@ -82,14 +83,16 @@ def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | 
         unwatched = now - seen
         for run in runs:
             if unwatched >= poll_after and run.lease.try_take():  # else a tab drives it after all
+                kept_in_memory = run.archived is None
                 try:
                     done.extend(_look_after_run(run, token, unwatched, grace))
                 finally:
                     run.lease.give()
+                archived = archived or kept_in_memory and run.archived is not None
         if unwatched >= FORGET_AFTER_S and not any(run.running for run in runs):
             store.forget(token)
             done.append(f"forgot a token unseen for {unwatched:.0f} s")
-    if any(" archived " in line for line in done):
+    if archived:  # a run's memory went: hand it back to the OS
         release_freed_memory()
     return done
 
@@ -122,11 +125,10 @@ _keeper_lock = threading.Lock()
 def start_keeper(period_s: float = KEEPER_PERIOD_S) -> None:
     """Once per process: the keeper thread (a pass every ``period_s``)."""
     global _keeper
-    thread = threading.Thread(target=_keep, args=(period_s,), name="vaelab-run-keeper", daemon=True)
-    with _keeper_lock:
+    with _keeper_lock:  # app.py calls this at every rerun: a thread object is made once
         if _keeper is not None:
             return
-        _keeper = thread
+        _keeper = thread = threading.Thread(target=_keep, args=(period_s,), name="vaelab-run-keeper", daemon=True)
     thread.start()
 
 

@@ -112,9 +112,5 @@ class RunStore:
         with self._lock:
             self._owners.pop(token, None)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._owners)
-
 
 RUNS = RunStore()  # the server process's one store
