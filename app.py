@@ -5,7 +5,7 @@ import os
 # Before torch loads (both are read once, when its OpenMP runtime starts). The browser drawing the live charts
 # needs a core: torch gets the others (at least one), and its threads sleep rather than spin while they wait, so
 # they do not fight the browser and the server for the cores. Measured on 2 cores (benchmarks/bench_live_ui.py,
-# README "Benchmarks"): 1 thread trained faster per step in the app than 2, and spinning threads were the slowest.
+# benchmarks/README.md): 1 thread trained faster per step in the app than 2, and spinning threads were the slowest.
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

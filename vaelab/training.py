@@ -38,7 +38,7 @@ TEST_DRAW_SEED_OFFSET = 7919  # the fixed dynamic-binarisation draw of the test 
 GLOBAL_RNG_LOCK = threading.RLock()
 # "bfloat16" (opt-in; float32 is the default) runs forward passes and losses under torch.autocast: on a CPU with bf16
 # matrix units epochs of the pytorch-example VAE ran 1.4-1.5x faster, final test loss within 0.1 nat of float32
-# after 10 epochs (benchmarks/bench_training.py --bf16; figures in README "Benchmarks").
+# after 10 epochs (benchmarks/bench_training.py --bf16; figures in benchmarks/README.md).
 PRECISIONS = ("float32", "bfloat16")
 
 

@@ -42,7 +42,7 @@ FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn 
 # Streamlit queues a timer rerun that arrives while the fragment runs (a click on a button still interrupts it at
 # the next Streamlit call). With the timer shorter than a run (chunk + ~0.06 s of redraw), a run starts as soon as
 # the last one ends: about 0.5 s per redraw, 85% of it training. With the earlier 0.5 s timer and 0.3 s chunks the
-# server sat idle for ~0.25 s of every 0.6 s cycle (benchmarks/bench_live_ui.py, README "Benchmarks").
+# server sat idle for ~0.25 s of every 0.6 s cycle (benchmarks/bench_live_ui.py, benchmarks/README.md).
 REFRESH_SECONDS = 0.25
 CHUNK_SECONDS = 0.45
 # A page's own live pictures (filters, histograms, maps) change slowly; redrawing them with every chunk kept the
