@@ -25,10 +25,12 @@ from typing import Any
 import torch
 
 import vaelab
-from vaelab.budget import check_budget
+from vaelab.budget import ENV_VAR as BUDGET_ENV_VAR
+from vaelab.budget import MB, budget_mb, check_budget
 from vaelab.checkpoint_listing import CheckpointInfo  # torch-free: `python -m vaelab list` reads it too
 from vaelab.config import BaseConfig, ConfigError
 from vaelab.data import DataBundle
+from vaelab.payload_limits import MAX_PICKLE_BYTES, LoadLimitError, check_structure, scan_pickle, thinned_history
 from vaelab.training import Trainer
 from vaelab.variants import VARIANTS, build_model, get_variant
 from vaelab.variants.base import Variant
@@ -48,6 +50,7 @@ _UMASK = os.umask(0)  # read once at import (single-threaded then): os.umask can
 os.umask(_UMASK)
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UNPACKED_FACTOR = 4  # an upload's zip entries may unpack to at most this many times the upload limit
+MAX_ARCHIVE_ENTRIES = 10_000  # a checkpoint stores one entry per tensor: a few dozen
 
 
 class CheckpointError(Exception):
@@ -151,7 +154,7 @@ def _payload(trainer: Trainer, name: str) -> dict[str, Any]:
     if broken is not None:
         raise CheckpointError(f"refusing to save {name!r}: the weight {broken} holds inf or nan (a diverged run); "
                               "nothing was written")
-    history = state.pop("history")
+    history = thinned_history(state.pop("history"))  # a very long run keeps its shape within the load limit
     for duplicated in ("variant", "config"):
         state.pop(duplicated)
     tests = [row for row in history if row["kind"] == "test"]
@@ -312,6 +315,8 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
     if not path.is_file():
         why = "not a file" if path.exists() else "no such file"
         raise CheckpointError(f"{path} is not a readable vaelab checkpoint: {why}")
+    budget = budget_mb() * MB
+    _check_archive(path, budget)  # before torch reads it: sizes from the zip directory, the pickle scanned
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, a pickle holding objects a safe load refuses ...
@@ -324,13 +329,84 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not a vaelab checkpoint (it holds a {type(payload).__name__}, "
                               "not a dict)")
+    try:
+        check_structure(payload, budget)  # nesting, history length, tensors' sizes: before anything walks it
+    except LoadLimitError as e:
+        raise CheckpointError(f"{path} is refused: {e}") from None
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{path} is not a vaelab checkpoint (missing: {', '.join(missing)})")
     version = payload["format_version"]
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {version!r}, this vaelab reads {FORMAT_VERSION}")
+    _check_meta(path, payload)
     return payload
+
+
+# the metadata every reader uses (listing, Compare, eval): key -> the types it may have (None: absent)
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "created": (str,), "epochs": (int,), "steps": (int,), "train_time": (int, float),
+    "dataset": (dict,), "image_shape": (list, tuple), "metrics": (dict,), "versions": (dict,), "evaluation": (dict,),
+}
+
+
+def _check_meta(path: Path, payload: dict[str, Any]) -> None:
+    """The metadata's types, so that no reader meets a number where it expects a table (CheckpointError)."""
+    for key, types in _META_TYPES.items():
+        value = payload.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise CheckpointError(f"{path}: its {key!r} is {value!r:.60}, not a "
+                                  f"{' or '.join(t.__name__ for t in types)}")
+    bad = None
+    if any(not isinstance(v, str) for k, v in (payload.get("dataset") or {}).items() if v is not None):
+        bad = "dataset", "a table of source names"
+    elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in (payload.get("metrics") or {}).values()):
+        bad = "metrics", "a table of numbers"
+    elif any(not isinstance(v, dict) for v in (payload.get("evaluation") or {}).values()):
+        bad = "evaluation", "a table of results"
+    elif payload.get("image_shape") is not None and not (
+            len(payload["image_shape"]) == 2 and all(type(v) is int and v >= 1 for v in payload["image_shape"])):
+        bad = "image_shape", "two whole numbers >= 1"
+    elif any(type(payload.get(k)) is int and payload[k] < 0 for k in ("epochs", "steps")):
+        bad = "epochs" if type(payload.get("epochs")) is int and payload["epochs"] < 0 else "steps", \
+            "a whole number >= 0"
+    if bad is not None:
+        raise CheckpointError(f"{path}: its {bad[0]!r} is {payload[bad[0]]!r:.60}, not {bad[1]}")
+
+
+def _check_archive(path: Path, budget: float) -> None:
+    """A zip (the format torch.save writes) whose entries unpack within the memory budget, whose pickle (the
+    structure around the tensors) is small, and whose pickle would build a bounded structure: scanned opcode by
+    opcode, nothing built. CheckpointError saying which limit."""
+    unreadable = f"{path} is not a readable vaelab checkpoint"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if len(entries) > MAX_ARCHIVE_ENTRIES:
+                raise CheckpointError(f"{path} is refused: it holds {len(entries):,} entries; at most "
+                                      f"{MAX_ARCHIVE_ENTRIES:,} allowed")
+            unpacked = sum(entry.file_size for entry in entries)
+            if unpacked > budget + MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path} is refused: it would unpack to {unpacked / MB:,.0f} MB, over the "
+                                      f"memory budget of {budget / MB:,.0f} MB ({BUDGET_ENV_VAR})")
+            pickles = [entry for entry in entries if entry.filename.rpartition("/")[2] == "data.pkl"]
+            if len(pickles) != 1:
+                raise CheckpointError(f"{unreadable} (its bytes are not a PyTorch file: no single data.pkl)")
+            if pickles[0].file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path} is refused: its structure is {pickles[0].file_size / MB:,.1f} MB; "
+                                      f"at most {MAX_PICKLE_BYTES / MB:.0f} MB allowed")
+            structure = archive.read(pickles[0])  # at most the size checked above
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as e:  # not a zip, a truncated one, an unknown compression, a bad CRC ...
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = "its bytes are not a PyTorch file" if not _is_zip(path) else f"a broken archive: {first}"
+        raise CheckpointError(f"{unreadable} ({reason})") from None
+    try:
+        scan_pickle(structure)
+    except LoadLimitError as e:
+        raise CheckpointError(f"{path} is refused: {e}") from None
 
 
 def _looks_like_torch_file(path: Path) -> bool:
@@ -340,7 +416,15 @@ def _looks_like_torch_file(path: Path) -> bool:
             first = f.read(1)
     except OSError:
         return False
-    return zipfile.is_zipfile(path) or first == b"\x80"
+    return _is_zip(path) or first == b"\x80"
+
+
+def _is_zip(path: Path) -> bool:
+    """zipfile.is_zipfile, which itself raises on some broken end records (a multi-disk claim)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
 
 
 def read_metadata(path: str | Path, with_history: bool = False) -> dict[str, Any]:
@@ -357,6 +441,8 @@ def read_metadata(path: str | Path, with_history: bool = False) -> dict[str, Any
 
 def _checked_variant(path: Path, payload: dict[str, Any], expected_variant: str | None) -> str:
     variant = payload["variant"]
+    if not isinstance(variant, str):
+        raise CheckpointError(f"{path}: its variant is {variant!r:.60}, not a variant name")
     try:
         get_variant(variant)
     except ConfigError as e:
@@ -400,7 +486,9 @@ def _check_weight_shapes(path: Path, payload: dict[str, Any], variant: str, conf
     elif missing or unexpected:
         detail = f"missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'}"
     else:
-        return
+        detail = model.stored_state_problem(state) if resizable else None
+        if detail is None:
+            return
     raise CheckpointError(f"{path}: the weights do not match the config ({detail[:300]})")
 
 
@@ -421,6 +509,8 @@ _TRAINER_STATE_FIELDS: dict[str, tuple[tuple[type, ...], int | None]] = {
     "cuda_rng_state": ((torch.Tensor, _NONE), None), "permutation": ((torch.Tensor, _NONE), None),
     "position": ((int,), 0), "epoch_start_generator_state": ((torch.Tensor, _NONE), None),
 }
+_TRAINER_STATE_DTYPES = {"generator_state": torch.uint8, "rng_state": torch.uint8, "cuda_rng_state": torch.uint8,
+                         "epoch_start_generator_state": torch.uint8, "permutation": torch.int64}
 HISTORY_KINDS = ("train", "test")
 
 
@@ -439,6 +529,10 @@ def _check_trainer_state(path: Path, state: Any) -> None:
                                   f"{' or '.join(t.__name__ for t in types)}")
         if low is not None and value < low:
             raise CheckpointError(f"{path}: its trainer state's {key!r} is {value!r}; it must be >= {low}")
+        dtype = _TRAINER_STATE_DTYPES.get(key)
+        if isinstance(value, torch.Tensor) and dtype is not None and (value.dtype != dtype or value.dim() != 1):
+            raise CheckpointError(f"{path}: its trainer state's {key!r} is a {value.dtype} tensor of shape "
+                                  f"{list(value.shape)}, not a 1-D {dtype} tensor")
 
 
 def _check_history(path: Path, history: Any) -> None:
@@ -500,7 +594,7 @@ def restore_trainer(ckpt: Checkpoint, data: DataBundle, device: str = "cpu") -> 
             "model": ckpt.model.state_dict()}
     try:
         trainer.load_state_dict(full)
-    except (ValueError, KeyError, RuntimeError) as e:
+    except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as e:
         raise CheckpointError(f"{ckpt.path}: cannot resume training: {e}") from None
     return trainer
 
@@ -582,12 +676,12 @@ def import_checkpoint(data: bytes, filename: str, variant: str, directory: str |
 
 def _check_unpacked_size(path: Path, limit: int) -> None:
     """Refuse a zip (torch's format) whose entries would unpack to more than ``limit`` bytes (a zip bomb)."""
-    if not zipfile.is_zipfile(path):
+    if not _is_zip(path):
         return  # torch's legacy format is one pickle stream: its size is the file's size
     try:
         with zipfile.ZipFile(path) as archive:
             total = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
         raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({e})") from None
     if total > limit:
         raise CheckpointError(f"{path} would unpack to {total / 2**20:.0f} MB; at most {limit / 2**20:.0f} MB "

@@ -21,6 +21,7 @@ from vaelab.variants import ae
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 ENCODE_BATCH = 1000
+MAX_COMPONENTS = 200
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Config(ae.Config):
     code_size: int = param(2, label="Code size", help="Units in the bottleneck code (2 lets you see the mixture).",
                            low=1, high=4096)
     n_components: int = param(10, label="Mixture components",
-                              help="Gaussians in the mixture fitted on the training codes.", low=1, high=200)
+                              help="Gaussians in the mixture fitted on the training codes.", low=1, high=MAX_COMPONENTS)
     covariance_type: str = param("full", label="Covariance type",
                                  help="Shape of each component's covariance (scikit-learn's covariance_type).",
                                  choices=COVARIANCE_TYPES)
@@ -68,8 +69,9 @@ def full_covariances(gm: GaussianMixture) -> np.ndarray:
 
 def check_mixture_settings(n_components: int, covariance_type: str) -> None:
     """ConfigError naming the field when a mixture setting is not allowed (the Config's own ranges)."""
-    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer) or not 1 <= n_components <= 200:
-        raise ConfigError("n_components", f"must be a whole number in [1, 200] (got {n_components!r})")
+    whole = not isinstance(n_components, bool) and isinstance(n_components, int | np.integer)
+    if not whole or not 1 <= n_components <= MAX_COMPONENTS:
+        raise ConfigError("n_components", f"must be a whole number in [1, {MAX_COMPONENTS}] (got {n_components!r})")
     if covariance_type not in COVARIANCE_TYPES:
         raise ConfigError("covariance_type", f"must be one of {', '.join(COVARIANCE_TYPES)} (got {covariance_type!r})")
 
@@ -99,6 +101,22 @@ class Model(ae.Model):
         self.register_buffer("mixture_weights", torch.full((k,), 1.0 / k, **kw))
         self.register_buffer("mixture_means", torch.zeros(k, d, **kw))
         self.register_buffer("mixture_covariances", torch.eye(d, **kw).repeat(k, 1, 1))
+
+    def stored_state_problem(self, state: dict) -> str | None:
+        """The stored mixture: weights (K,), means (K, d), covariances (K, d, d) of floats, K within the config's
+        range of n_components and d the code size."""
+        tensors = [state.get(name) for name in self.MIXTURE_BUFFERS]
+        if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in tensors):
+            return "its mixture's weights, means and covariances must be tensors of numbers"
+        weights, means, covariances = tensors
+        k, d = (weights.shape[0] if weights.dim() == 1 else -1), self.config.code_size
+        if not 1 <= k <= MAX_COMPONENTS:
+            return (f"its mixture has weights of shape {list(weights.shape)}; it may have 1 to {MAX_COMPONENTS} "
+                    "components")
+        if tuple(means.shape) != (k, d) or tuple(covariances.shape) != (k, d, d):
+            return (f"its mixture's means {list(means.shape)} and covariances {list(covariances.shape)} do not fit "
+                    f"{k} components in a {d}-D code (expected [{k}, {d}] and [{k}, {d}, {d}])")
+        return None
 
     @property
     def mixture_components(self) -> int:

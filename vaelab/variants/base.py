@@ -28,6 +28,11 @@ class Variant(nn.Module):
         self.input_dim = input_dim
         self.n_classes = n_classes
 
+    def stored_state_problem(self, state: dict) -> str | None:
+        """What is wrong with a stored state's ``resizable_state`` entries (their sizes come from the file, so a
+        variant that has them bounds them here, before anything is allocated), or None."""
+        return None
+
     # -- the contract -------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Named per-example-averaged scalar terms plus ``total`` (the value reported and minimised)."""
