@@ -11,12 +11,17 @@ read-only (:func:`binarize` and slicing return new tensors; never modify them in
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 import socket
+import stat
+import struct
+import zlib
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -225,28 +230,119 @@ def _load_torchvision_split(source: str, split: str, root: str, download: bool):
     return (*_to_tensors(images, labels, 255.0), tuple(images.shape[1:]))
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file of unsigned bytes (plain or .gz): magic 0x00 0x00 0x08 ndim, big-endian int32 dims."""
-    path = Path(path)
+@dataclass
+class _IdxFile:
+    """One open IDX file after its header: the dimensions it declares and a stream positioned at its values."""
+
+    path: Path
+    dims: tuple[int, ...]
+    stream: BinaryIO  # the file, or a gzip stream over it
+    stored_bytes: int  # the file's size on disk
+    compressed: bool
+
+    @property
+    def values(self) -> int:
+        return math.prod(self.dims)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _open_regular(path: Path) -> tuple[BinaryIO, int]:
+    """A regular file opened for reading, and its size: a device (/dev/zero), a pipe or a folder is refused before
+    a byte is read (opened without blocking, checked on the open descriptor)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read IDX file {path}: {e}") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    if raw[2] != 0x08:
-        raise DataError(f"{path}: IDX type code 0x{raw[2]:02x} is not supported (only 0x08, unsigned bytes)")
-    ndim = raw[3]
-    if not 1 <= ndim <= 3:
-        raise DataError(f"{path}: the IDX header declares {ndim} dimensions; images need 3 (N, H, W), labels 1 (N)")
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: IDX file is too short for its {ndim} dimension sizes")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64))
-    body = len(raw) - 4 - 4 * ndim
-    if body != expected:
-        raise DataError(f"{path}: IDX header promises {expected} bytes for shape {dims}, file holds {body}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise DataError(f"cannot read IDX file {path}: {e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DataError(f"{path} is not a regular file (a device, a pipe or a folder): an IDX file must be a plain "
+                        "or gzipped file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def _open_idx(path: str | Path) -> _IdxFile:
+    """Open an IDX file of unsigned bytes (plain or .gz) and read its header only: magic 0x00 0x00 0x08 ndim, then
+    ndim big-endian 32-bit sizes. Nothing else is read or allocated."""
+    path = Path(path)
+    raw, size = _open_regular(path)
+    compressed = path.suffix == ".gz"
+    stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+    try:
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise DataError(f"{path} is not an IDX file (bad magic number {head.hex() or 'empty'})")
+        if head[2] != 0x08:
+            raise DataError(f"{path}: IDX type code 0x{head[2]:02x} is not supported (only 0x08, unsigned bytes)")
+        ndim = head[3]
+        if not 1 <= ndim <= 3:
+            raise DataError(f"{path}: the IDX header declares {ndim} dimensions; images need 3 (N, H, W), labels 1 "
+                            "(N)")
+        sizes = _read_exactly(stream, 4 * ndim, path)
+        if len(sizes) < 4 * ndim:
+            raise DataError(f"{path}: IDX file is too short for its {ndim} dimension sizes")
+        dims = struct.unpack(f">{ndim}I", sizes)
+    except BaseException:
+        stream.close()
+        raise
+    return _IdxFile(path, dims, stream, size, compressed)
+
+
+def _read_exactly(stream: BinaryIO, count: int, path: Path) -> bytearray:
+    """Up to ``count`` bytes (fewer only at the end of the stream) into one buffer of that size; a broken gzip
+    stream is a DataError."""
+    buffer = bytearray(count)
+    view, filled = memoryview(buffer), 0
+    try:
+        while filled < count:
+            got = stream.readinto(view[filled:])
+            if not got:
+                break
+            filled += got
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    finally:
+        view.release()
+    del buffer[filled:]
+    return buffer
+
+
+def _read_values(idx: _IdxFile) -> np.ndarray:
+    """The values the header promises, shaped (its dims): exactly that many, no more and no fewer."""
+    expected = idx.values
+    header = 4 + 4 * len(idx.dims)
+    if not idx.compressed and idx.stored_bytes != header + expected:  # known before reading
+        raise DataError(f"{idx.path}: IDX header promises {expected:,} bytes for shape {idx.dims}, file holds "
+                        f"{max(idx.stored_bytes - header, 0):,}")
+    body = _read_exactly(idx.stream, expected, idx.path)
+    extra = len(_read_exactly(idx.stream, 1, idx.path)) if len(body) == expected else 0
+    if len(body) != expected or extra:
+        held = f"{len(body):,}" if not extra else f"more than {expected:,}"
+        raise DataError(f"{idx.path}: IDX header promises {expected:,} bytes for shape {idx.dims}, file holds {held}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(idx.dims)
+
+
+def read_idx(path: str | Path, budget_bytes: float | None = None) -> np.ndarray:
+    """Parse one IDX file of unsigned bytes (plain or .gz); the size its header declares is checked against the
+    memory budget before anything is read."""
+    idx = _open_idx(path)
+    try:
+        _check_idx_budget(f"{idx.path}", idx.values, budget_bytes)
+        return _read_values(idx)
+    finally:
+        idx.close()
+
+
+def _check_idx_budget(what: str, decoded_bytes: int, budget_bytes: float | None) -> None:
+    from vaelab.budget import ENV_VAR, MB, budget_mb
+
+    limit = budget_mb() * MB if budget_bytes is None else budget_bytes
+    if decoded_bytes > limit:
+        raise DataError(f"{what} would take {decoded_bytes / MB:,.0f} MB in memory, over the memory budget of "
+                        f"{limit / MB:,.0f} MB (set by {ENV_VAR})")
 
 
 def _idx_files(folder: Path) -> dict[tuple[str, str], Path]:
@@ -276,14 +372,34 @@ def _load_idx_split(folder: str, split: str):
             f"data source 'idx:{folder}' holds no {split} split ({prefix}-images-idx3-ubyte[.gz] and "
             f"{prefix}-labels-idx1-ubyte[.gz]); it holds: {', '.join(held) or 'no complete split'}"
         )
-    images, labels = read_idx(files[split, "images"]), read_idx(files[split, "labels"])
-    if images.ndim != 3 or labels.ndim != 1:
+    images = _open_idx(files[split, "images"])
+    try:
+        labels = _open_idx(files[split, "labels"])
+        try:
+            return _decode_idx_split(folder, split, images, labels)
+        finally:
+            labels.close()
+    finally:
+        images.close()
+
+
+def _decode_idx_split(folder: str, split: str, images: _IdxFile, labels: _IdxFile):
+    """Both headers are checked (shapes, counts, the memory the tensors need) before either body is read."""
+    if len(images.dims) != 3 or len(labels.dims) != 1:
         raise DataError(
             f"'idx:{folder}' {split}: expected images (N, H, W) and labels (N,), "
-            f"got shapes {images.shape} and {labels.shape}"
+            f"got shapes {images.dims} and {labels.dims}"
         )
-    if len(images) != len(labels):
-        raise DataError(f"'idx:{folder}' {split}: {len(images)} images but {len(labels)} labels")
-    if len(images) == 0 or 0 in images.shape[1:]:
-        raise DataError(f"'idx:{folder}' {split}: holds no images (shape {images.shape})")
-    return (*_to_tensors(images, labels, 255.0), tuple(images.shape[1:]))
+    n, height, width = images.dims
+    if n != labels.dims[0]:
+        raise DataError(f"'idx:{folder}' {split}: {n} images but {labels.dims[0]} labels")
+    if n == 0 or height == 0 or width == 0:
+        raise DataError(f"'idx:{folder}' {split}: holds no images (shape {images.dims})")
+    # the bytes read (1 per value) and the float32 images and int64 labels made from them
+    _check_idx_budget(f"'idx:{folder}' {split}: {n:,} images of {height}x{width}",
+                      images.values * (1 + 4) + n * (1 + 8), None)
+    pixels = torch.from_numpy(_read_values(images).reshape(n, height * width))  # (N, H*W) uint8, no copy
+    x = pixels.to(torch.float32).div_(255.0)  # (N, D) in [0, 1]
+    del pixels
+    y = torch.from_numpy(_read_values(labels).astype(np.int64))  # (N,)
+    return x, y, (height, width)
