@@ -1,7 +1,8 @@
 """`python -m vaelab`: list variants, train with a progress bar, evaluate and list checkpoints.
 
 Exit status: 0 on success, 1 when a run or a file fails, 2 for a bad flag or value (the message names the field and
-its allowed range).
+its allowed range). Every failure is one line on stderr; one that no check foresaw also writes its traceback to a
+report file in the temp folder and names it.
 """
 
 from __future__ import annotations
@@ -193,7 +194,11 @@ def cmd_eval(args) -> int:
     print("metrics:")
     for metric, result in results.items():
         print(f"  {METRIC_TITLES[metric]:<16} {describe(metric, result)}")
-    _print_exact(ckpt, data, EXACT_IMAGES if args.n is None else min(args.n, EXACT_IMAGES))
+    try:
+        _print_exact(ckpt, data, EXACT_IMAGES if args.n is None else min(args.n, EXACT_IMAGES))
+    except ValueError as error:  # a model with no finite likelihood on the grid
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -536,9 +541,33 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as exc:
         status = _exit_status(exc)
-        if status is None:
-            raise
+        if status is None:  # a bug, or a failure no check foresaw: one line here, the traceback in a file
+            print(f"error: unexpected {type(exc).__name__}: {_first_line(exc)} (full report: "
+                  f"{write_error_report(exc, argv)})", file=sys.stderr)
+            return 1
         if status == 2:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else "(no message)"
+
+
+def write_error_report(error: BaseException, argv: list[str] | None) -> str:
+    """Write the command line and the full traceback to a new file in the temp folder; its path (or why not)."""
+    import tempfile
+    import time
+    import traceback
+
+    text = (f"python -m vaelab {' '.join(sys.argv[1:] if argv is None else argv)}\n"
+            + "".join(traceback.format_exception(error)))
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"vaelab-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        return f"not written: {e.strerror or e}"
+    return path

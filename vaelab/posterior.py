@@ -71,6 +71,8 @@ def _log_joint(log_likelihood: LogLikelihood, points: torch.Tensor) -> torch.Ten
 def _box(points: torch.Tensor, log_joint: torch.Tensor, spacing: list[float]) -> tuple[list[float], list[float]]:
     """The box where the joint keeps mass: within KEEP_LOG_RATIO of its peak, one grid cell wider each side."""
     kept = points[log_joint > log_joint.max() - KEEP_LOG_RATIO]  # (m, d)
+    if len(kept) == 0:  # nan everywhere: a model whose decoder gives no finite likelihood
+        raise ValueError("the joint density p(x, z) is not finite anywhere on the grid (a broken or diverged model)")
     pad = torch.tensor(spacing, dtype=torch.float64)
     return (kept.min(dim=0).values - pad).tolist(), (kept.max(dim=0).values + pad).tolist()
 

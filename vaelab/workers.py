@@ -313,14 +313,22 @@ RAY_ENV = "VAELAB_RAY_ADDRESS"
 def run_ray(specs: Sequence[RunSpec], address: str, cpus_per_run: float = 1.0,
             on_progress: Progress | None = None) -> list[RunResult]:
     """Run every spec as a Ray task on the cluster at ``address`` ("auto", "ray://host:10001", or "local" for a
-    Ray started here). Needs ``pip install ray``. Progress is reported as each run finishes."""
+    Ray started here). Needs ``pip install ray``. Progress is reported as each run finishes. A missing Ray or an
+    unreachable cluster is a ConfigError naming --ray."""
+    from vaelab.config import ConfigError
+
     try:
         import ray
     except ImportError:
-        raise RuntimeError("--ray needs the optional Ray package: pip install 'ray[default]'") from None
+        raise ConfigError("--ray", "needs the optional Ray package: pip install 'ray[default]'") from None
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
-                 log_to_driver=False, include_dashboard=False)
+        try:
+            ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
+                     log_to_driver=False, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError, OSError) as e:  # no cluster there, a bad address
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ConfigError("--ray", f"cannot reach a Ray cluster at {address!r} ({first}); start one with "
+                                       "`ray start --head`, or give 'local'") from None
     remote = ray.remote(num_cpus=cpus_per_run)(run_one)
     refs = [remote.remote(spec, i) for i, spec in enumerate(specs)]
     index = {ref: i for i, ref in enumerate(refs)}
