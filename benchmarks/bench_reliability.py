@@ -17,6 +17,14 @@ through the real browser (the root URL, then the "Autoencoder" sidebar link):
    Afterwards every ``*.pt`` in the folder must load with ``load_checkpoint``; leftover hidden temp files
    (``.*.tmp``, ``.*.upload``) are counted, not deleted (the app deletes stale ones at its next start).
 
+Before the rounds, once: the payloads of the hostile-data report, each uploaded through the same expander with the
+server's settled RSS before and after it (the growth that stays) and its high-water mark while refusing it: a history
+of 6 million rows, a config nested 100,000 levels deep, a mixture claiming a billion components. Then, on the command
+line, each as a fresh process that reports its own peak RSS: ``train --dataset idx:DIR`` on a gzip bomb of 2.6
+million images, on headers whose sizes overflow and on links to /dev/zero; ``eval`` of the three checkpoints;
+``pretrain --ray auto`` with Ray hidden. Each must end with one line (no traceback), exit 1 or 2, and leave the server
+within 100 MB of where it was.
+
 The server's RSS is sampled after every hostile input; the peak is the larger of those samples and the kernel's
 high-water mark (``VmHWM``, reset after the idle sample), so a short spike between samples counts too.
 Exit status 0 when the server survived (alive, health endpoint "ok"), every hostile input was refused and every
@@ -48,6 +56,15 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from tests.hostile_files import (  # noqa: E402
+    deep_config,
+    huge_mixture,
+    idx_bomb,
+    idx_device_links,
+    idx_overflow,
+    long_history,
+    small_checkpoint,
+)
 from vaelab.checkpoints import load_checkpoint, save_trainer_to  # noqa: E402
 from vaelab.data import load_data  # noqa: E402
 from vaelab.training import Trainer  # noqa: E402
@@ -119,6 +136,99 @@ def hostile_files(folder: Path, small: Path) -> dict[str, bytes]:
              "random-bytes": folder / "random.pt",
              "python-object": folder / "object.pt"}
     return {kind: path.read_bytes() for kind, path in paths.items()}
+
+
+def payload_files(folder: Path, small: Path) -> dict[str, Path]:
+    """The reported hostile-data checkpoints: {kind: path}."""
+    gmm = small_checkpoint(folder / "small-gmm.pt", "ae-gmm")
+    return {"history-6M-rows": long_history(small, folder / "history.pt"),
+            "config-nested-100k": deep_config(small, folder / "deep.pt"),
+            "mixture-1e9-components": huge_mixture(gmm, folder / "mixture.pt")}
+
+
+@dataclass
+class PayloadResult:
+    kind: str
+    refused: bool
+    line: str  # the feedback or the last line on stderr
+    before_mb: float = 0.0  # the server's settled RSS before (uploads) / 0 (command lines)
+    after_mb: float = 0.0  # ... after
+    peak_mb: float = 0.0  # the server's high-water mark while refusing / the command's own peak RSS
+    seconds: float = 0.0
+
+
+# `python -m vaelab ARGS` that writes its own peak RSS (VmHWM, kB) to $VAELAB_PEAK_FILE as it exits (a child's
+# ru_maxrss would include the high-water mark it inherits from this process at fork)
+PEAK_WRAPPER = """import os, runpy
+try:
+    runpy.run_module("vaelab", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as status, open(os.environ["VAELAB_PEAK_FILE"], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM")).split()[1])
+"""
+
+
+def cli_payloads(folder: Path, checkpoints: dict[str, Path]) -> list[PayloadResult]:
+    """Each payload on the command line as a fresh process: exit status 1 or 2, one stderr line, no traceback."""
+    runs = {"train idx: gzip bomb (2.6M images)": ["train", "ae", "--dataset", f"idx:{idx_bomb(folder / 'bomb')}"],
+            "train idx: overflowing header": ["train", "ae", "--dataset", f"idx:{idx_overflow(folder / 'over')}"],
+            "train idx: links to /dev/zero": ["train", "ae", "--dataset", f"idx:{idx_device_links(folder / 'zero')}"],
+            **{f"eval {kind}": ["eval", str(path), "-q"] for kind, path in checkpoints.items()},
+            "pretrain --ray without Ray": ["pretrain", "--only", "ae", "--ray", "auto", "--no-metrics", "-q",
+                                                   "--dataset", "digits", "--dir", str(folder / "classroom")]}
+    no_ray = folder / "no-ray"
+    no_ray.mkdir()
+    (no_ray / "ray.py").write_text("raise ImportError('hidden by the benchmark')\n")
+    results = []
+    for kind, argv in runs.items():
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*([str(no_ray)] if "--ray" in argv else []), str(ROOT)])}
+        peak_file = folder / "peak-kb"
+        env["VAELAB_PEAK_FILE"] = str(peak_file)
+        began = time.monotonic()
+        child = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *argv], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+        stderr = child.stderr
+        lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("preparing")]
+        one_line = len(lines) == 1 and "Traceback" not in stderr and "unexpected" not in stderr
+        results.append(PayloadResult(kind, child.returncode in (1, 2) and one_line,
+                                     f"exit {child.returncode}: {(lines or [''])[-1][:150]}",
+                                     peak_mb=int(peak_file.read_text()) / 1024, seconds=time.monotonic() - began))
+    return results
+
+
+def payload_uploads(page, pid: int, files: dict[str, Path]) -> list[PayloadResult]:
+    """Upload each payload once: refused, and the server's settled RSS before and after (the growth that stays)."""
+    expander = save_load_expander(page)
+    previous, results = "", []
+    for kind, path in files.items():
+        before = settled_rss_mb(page, pid)
+        reset_peak_rss(pid)
+        began = time.monotonic()
+        result = upload(page, expander, f"payload-{kind}.pt", path.read_bytes(), previous)
+        seconds = time.monotonic() - began
+        peak = peak_rss_mb(pid)
+        after = settled_rss_mb(page, pid)
+        if result is None:
+            results.append(PayloadResult(kind, False, "no feedback", before, after, peak, seconds))
+            continue
+        error, previous = result
+        results.append(PayloadResult(kind, error and previous.startswith("Not uploaded"), previous[:150], before,
+                                     after, peak, seconds))
+    return results
+
+
+def report_payloads(uploads: list[PayloadResult], commands: list[PayloadResult]) -> bool:
+    """Print both tables; True when every payload was refused in one line and no upload left 100 MB behind."""
+    print("\nhostile-data payloads uploaded to the app (server RSS, MB):")
+    print(f"  {'payload':<24} {'refused':<8} {'before':>7} {'after':>7} {'stays':>6} {'peak':>7} {'s':>5}  feedback")
+    for r in uploads:
+        print(f"  {r.kind:<24} {'yes' if r.refused else 'NO':<8} {r.before_mb:>7.0f} {r.after_mb:>7.0f} "
+              f"{r.after_mb - r.before_mb:>+6.0f} {r.peak_mb:>7.0f} {r.seconds:>5.1f}  {r.line}")
+    print("hostile-data payloads on the command line (each a fresh process):")
+    print(f"  {'command':<38} {'one line':<9} {'peak MB':>8} {'s':>5}  result")
+    for r in commands:
+        print(f"  {r.kind:<38} {'yes' if r.refused else 'NO':<9} {r.peak_mb:>8.0f} {r.seconds:>5.1f}  {r.line}")
+    return all(r.refused for r in [*uploads, *commands]) and all(r.after_mb - r.before_mb < 100 for r in uploads)
 
 
 # -- the server --------------------------------------------------------------------------------------------------
@@ -319,6 +429,8 @@ def run(args: argparse.Namespace, tmp: Path, began: float) -> int:
     hostile.mkdir()
     trainer = train_small()
     files = hostile_files(hostile, save_trainer_to(trainer, hostile / "small.pt"))
+    payloads = payload_files(hostile, hostile / "small.pt")
+    commands = cli_payloads(hostile, payloads)
     checkpoints = tmp / "checkpoints"
     save_trainer_to(trainer, checkpoints / "ae" / "victim.pt")  # what a killed overwrite must leave whole
     load_before, tally = load_average(), Tally()
@@ -330,6 +442,7 @@ def run(args: argparse.Namespace, tmp: Path, began: float) -> int:
             try:
                 page = browser.new_page(viewport=VIEWPORT)
                 open_page(page, server.url, PAGE, WAIT_MS)
+                uploads = payload_uploads(page, pid, payloads)
                 idle = settled_rss_mb(page, pid)
                 reset_peak_rss(pid)
                 rounds = run_rounds(page, server, files, checkpoints, args, began, tally)
@@ -339,8 +452,10 @@ def run(args: argparse.Namespace, tmp: Path, began: float) -> int:
         survived = server_survived(server)
     finally:
         server.stop()
-    return report(tally, rounds, args.rounds, time.monotonic() - began, (load_before, load_average()), idle, peak,
-                  check_files(checkpoints), survived)
+    payloads_ok = report_payloads(uploads, commands)
+    status = report(tally, rounds, args.rounds, time.monotonic() - began, (load_before, load_average()), idle, peak,
+                    check_files(checkpoints), survived)
+    return status if payloads_ok else 1
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import pickletools
 from dataclasses import dataclass
 from typing import Any
 
-MAX_PICKLE_BYTES = 8 * 2**20  # the pickle of a checkpoint: its structure (a 20,000-row history is about 2.5 MB)
+MAX_PICKLE_BYTES = 8 * 2**20  # the pickle of a checkpoint: its structure (the tensors are stored beside it)
 MAX_PICKLE_OPS = 1_000_000  # opcodes in that pickle: each creates at most one object
 MAX_PICKLE_STACK = 5_000  # the unpickler's stack (a flat list pushes 1,000 items at a time; nesting pushes more)
 MAX_DEPTH = 32  # containers inside containers in the loaded payload (vaelab writes at most 6)
