@@ -7,11 +7,11 @@ import torch
 
 from vaelab import plots
 from vaelab.analysis import inference, robustness
+from vaelab.live_frames import fixed_test_indices
 from vaelab.ui.charts import show_chart
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
-from vaelab.ui.live_view import fixed_test_indices
 from vaelab.ui.pages import require_app_frame
 from vaelab.ui.session import TrainingSession, get_session, model_cached, run_model
 from vaelab.ui.training_panel import training_panel

@@ -31,6 +31,7 @@ import streamlit as st
 import torch
 
 from vaelab import plots
+from vaelab.live_frames import fixed_test_indices
 from vaelab.training import Trainer
 from vaelab.ui import session as state
 from vaelab.ui.charts import show_chart
@@ -70,18 +71,6 @@ WORKER_VIEWS_REFRESH_SECONDS = float(os.environ.get("VAELAB_VIEWS_REFRESH_SECOND
 def _lock_for(session: TrainingSession):
     """The inline backend trains in this process: its live views take turns (LIVE_LOCK); a worker's do not."""
     return LIVE_LOCK if session.backend == "inline" else nullcontext()
-
-
-def fixed_test_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
-    """n test indices, the first image of each class first (so every digit shows), then the next ones in order."""
-    firsts = [int(torch.nonzero(labels == c)[0]) for c in torch.unique(labels).tolist()]
-    chosen = firsts[:n]
-    for i in range(len(labels)):
-        if len(chosen) >= n:
-            break
-        if i not in chosen:
-            chosen.append(i)
-    return torch.tensor(chosen, dtype=torch.long)
 
 
 def _clock(seconds: float) -> str:

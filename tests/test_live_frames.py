@@ -1,0 +1,92 @@
+"""Live views computed as frames (the worker's side of the live stream): the same pixels and codes as the page's own
+computation, and a schedule that keeps the views within their share of the time and never repeats a step."""
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.data import load_data
+from vaelab.live_frames import VIEWS, LiveView, ViewSchedule, codes, fixed_batch, reconstructions
+from vaelab.training import Trainer
+from vaelab.ui.images import image_grid
+from vaelab.ui.session import run_model
+from vaelab.variants import get_variant
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def _trained(variant: str, data, **config):
+    trainer = Trainer(variant, get_variant(variant).config_cls(epochs=1, **config), data, seed=0)
+    trainer.run()
+    return trainer.model
+
+
+def test_the_reconstruction_frame_has_the_pixels_of_the_pages_picture(digits):
+    model = _trained("ae", digits, hidden_sizes=(16,), code_size=4)
+    model.train()  # a view must leave the mode as it found it
+    batch = fixed_batch(digits, 10)
+    frame = reconstructions(model, batch)["images"]  # (2, 10, 8, 8) uint8
+    assert frame.shape == (2, 10, 8, 8) and frame.dtype == np.uint8 and model.training
+    recon = run_model(model, model.reconstruct, batch.x)
+    page = image_grid([batch.x, recon], (8, 8), scale=1, pad=1)  # what the page draws, pixel for pixel
+    for r in range(2):
+        for c in range(10):
+            top, left = 1 + r * 9, 1 + c * 9
+            assert np.array_equal(frame[r, c], page[top:top + 8, left:left + 8])
+    assert sorted(batch.y.tolist()) == list(range(10))  # one image of every digit first
+
+
+def test_the_codes_frame_is_the_encoders_output_in_half_precision_with_labels_for_a_conditional_model(digits):
+    model = _trained("cvae", digits, hidden_sizes=(16,), latent_dim=2)
+    batch = fixed_batch(digits, 12)
+    frame = codes(model, batch)
+    model.eval()
+    with torch.no_grad():
+        expected = model.encode(batch.x, batch.y)  # (12, 2)
+    assert frame["codes"].dtype == np.float16 and frame["codes"].shape == (12, 2)
+    np.testing.assert_allclose(frame["codes"].astype(np.float32), expected.numpy(), rtol=1e-3, atol=1e-3)
+    assert frame["labels"].tolist() == batch.y.tolist()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_views_take_at_most_their_share_keep_their_periods_and_never_repeat_a_step():
+    clock = FakeClock()
+    computed: list[tuple[str, int]] = []
+    step = 0
+
+    def costly(name: str, cost: float):
+        def compute(model, batch):
+            computed.append((name, step))
+            clock.now += cost
+            return {"x": np.zeros(1, dtype=np.uint8)}
+        return LiveView(name, {"fast": 0.5, "slow": 3.0}[name], compute)
+
+    schedule = ViewSchedule([costly("fast", 0.05), costly("slow", 0.4)], max_share=0.15, clock=clock)
+    runs: dict[str, list[float]] = {"fast": [], "slow": []}
+    for chunk in range(600):  # 0.2 s training chunks; the step stands still every fifth chunk (a paused moment)
+        clock.now += 0.2
+        step += 0 if chunk % 5 == 4 else 1
+        for frame in schedule.run_due(None, None, step):
+            runs[frame.view].append(clock.now)
+    assert schedule.view_seconds <= 0.15 * clock.now + 0.4  # the share, give or take the last view's cost
+    assert schedule.view_seconds >= 0.10 * clock.now  # and the views do get their share
+    assert len(computed) == len(set(computed))  # no view twice for one step
+    for name, period in (("fast", 0.5), ("slow", 3.0)):
+        gaps = np.diff(runs[name])
+        assert len(gaps) > 5 and gaps.min() >= period - 1e-9
+    assert len(runs["fast"]) > len(runs["slow"])
+
+
+def test_a_share_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match="max_share: must be in"):
+        ViewSchedule(list(VIEWS.values()), max_share=1.5)

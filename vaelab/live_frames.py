@@ -1,0 +1,150 @@
+"""Live views as the worker computes them: pure functions of the model and a fixed test batch that return small
+arrays (a *frame*), and the schedule that runs them between training chunks within a bounded share of the worker's
+time. The first step of the live stream (docs/live-stream.md); the page does not read frames yet.
+
+    batch = fixed_batch(data, 10)                                 # the same test images the page shows
+    schedule = ViewSchedule(VIEWS["reconstructions"], max_share=0.15)
+    frames = schedule.run_due(model, batch, step=trainer.step)     # [] when nothing is due
+    frames[0].arrays["images"]                                    # (2, 10, 28, 28) uint8: originals, reconstructions
+
+A frame holds only numpy arrays (uint8 images, float16 codes, float32 numbers): compact to send, nothing to unpickle
+but arrays. Each view has its own period; no view is computed twice for one step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.data import DataBundle
+from vaelab.variants.base import Variant
+
+MAX_SHARE = 0.15  # the views' share of the worker's wall time, at most
+
+
+def fixed_test_indices(labels: Tensor, n: int) -> Tensor:
+    """n test indices, the first image of each class first (so every digit shows), then the next ones in order."""
+    firsts = [int(torch.nonzero(labels == c)[0]) for c in torch.unique(labels).tolist()]
+    chosen = firsts[:n]
+    for i in range(len(labels)):
+        if len(chosen) >= n:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class FixedBatch:
+    """The test images every view of a run draws from, fixed for the run."""
+
+    x: Tensor  # (n, D) in [0, 1]
+    y: Tensor  # (n,)
+    image_shape: tuple[int, int]
+
+
+def fixed_batch(data: DataBundle, n: int) -> FixedBatch:
+    idx = fixed_test_indices(data.test.labels, n)
+    return FixedBatch(data.test.images[idx], data.test.labels[idx], data.image_shape)
+
+
+def to_uint8(images: Tensor, image_shape: tuple[int, int]) -> np.ndarray:
+    """(..., H*W) values in [0, 1] -> (..., H, W) uint8, as the page's pictures round them (nan shows white)."""
+    a = images.detach().float().cpu().numpy()
+    a = np.nan_to_num(a, nan=1.0).reshape(*a.shape[:-1], *image_shape)
+    return (np.clip(a, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def _in_eval(model: Variant, fn: Callable[..., Tensor], *args: Tensor | None) -> Tensor:
+    """A model method in eval mode (its train/eval mode restored), result on the CPU."""
+    was_training = model.training
+    model.eval()
+    try:
+        return fn(*(a.to(model.device) if isinstance(a, Tensor) else a for a in args)).detach().cpu()
+    finally:
+        model.train(was_training)
+
+
+def reconstructions(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"images": (2, n, H, W) uint8}: the test images, then their reconstructions."""
+    recon = _in_eval(model, model.reconstruct, batch.x, batch.y if model.uses_labels else None)  # (n, D)
+    return {"images": to_uint8(torch.stack([batch.x, recon]), batch.image_shape)}
+
+
+def codes(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"codes": (n, code) float16, "labels": (n,) uint8}: where the fixed images land in the code space."""
+    z = _in_eval(model, model.encode, batch.x, batch.y if model.uses_labels else None)  # (n, code)
+    return {"codes": z.to(torch.float16).numpy(), "labels": batch.y.to(torch.uint8).numpy()}
+
+
+@dataclass(frozen=True)
+class LiveView:
+    name: str
+    period_s: float  # the least time between two computations of this view
+    compute: Callable[[Variant, FixedBatch], dict[str, np.ndarray]]
+
+
+VIEWS = {
+    "reconstructions": LiveView("reconstructions", 0.5, reconstructions),
+    "codes": LiveView("codes", 1.0, codes),
+}
+
+
+@dataclass(frozen=True)
+class Frame:
+    view: str
+    step: int  # the training step whose weights it shows
+    arrays: dict[str, np.ndarray]
+    seconds: float  # what computing it took
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+
+@dataclass
+class ViewSchedule:
+    """Which views are due between two training chunks. A view is due when its period has passed and the step has
+    moved since it last ran; all views together wait, after each computation, long enough that they take at most
+    ``max_share`` of the wall time (a view that took c seconds holds the next for c * (1 - share) / share)."""
+
+    views: list[LiveView]
+    max_share: float = MAX_SHARE
+    clock: Callable[[], float] = time.perf_counter
+    last_run: dict[str, float] = field(default_factory=dict)
+    last_step: dict[str, int] = field(default_factory=dict)
+    quiet_until: float = 0.0
+    view_seconds: float = 0.0  # what the views have taken in all
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_share < 1.0:
+            raise ValueError(f"max_share: must be in (0, 1) (got {self.max_share!r})")
+
+    def due(self, step: int) -> list[LiveView]:
+        now = self.clock()
+        if now < self.quiet_until:
+            return []
+        return [v for v in self.views if self.last_step.get(v.name) != step
+                and now - self.last_run.get(v.name, -np.inf) >= v.period_s]
+
+    def run_due(self, model: Variant, batch: FixedBatch, step: int) -> list[Frame]:
+        """Compute the views that are due, oldest first, until the share would be passed; their frames."""
+        frames = []
+        for view in sorted(self.due(step), key=lambda v: self.last_run.get(v.name, -np.inf)):
+            if self.clock() < self.quiet_until:
+                break
+            began = self.clock()
+            arrays = view.compute(model, batch)
+            ended = self.clock()
+            cost = ended - began
+            self.last_run[view.name], self.last_step[view.name] = ended, step
+            self.view_seconds += cost
+            self.quiet_until = ended + cost * (1.0 - self.max_share) / self.max_share
+            frames.append(Frame(view.name, step, arrays, cost))
+        return frames
