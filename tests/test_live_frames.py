@@ -90,3 +90,55 @@ def test_views_take_at_most_their_share_keep_their_periods_and_never_repeat_a_st
 def test_a_share_outside_0_to_1_is_refused():
     with pytest.raises(ValueError, match="max_share: must be in"):
         ViewSchedule(list(VIEWS.values()), max_share=1.5)
+
+
+def test_the_filter_frame_is_the_pages_filter_grid_tile_by_tile(digits):
+    from vaelab.analysis.image_grids import filter_grid, first_layer_weights
+    from vaelab.live_frames import filters
+
+    model = _trained("ae", digits, hidden_sizes=(16,), code_size=4)
+    frame = filters(model, fixed_batch(digits, 4))["filters"]  # (16, 8, 8) uint8
+    grid = filter_grid(first_layer_weights(model), (8, 8), grid=(4, 4), sep=1)  # the page's floats in [0, 1]
+    page = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+    assert frame.shape == (16, 8, 8)
+    for unit in range(16):
+        r, c = divmod(unit, 4)
+        tile = page[r * 9:r * 9 + 8, c * 9:c * 9 + 8].astype(int)
+        assert np.abs(frame[unit].astype(int) - tile).max() <= 1  # float32 rounding at a .5 boundary at most
+    assert frame.min() == 0 and frame.max() == 255  # min-max per unit reaches both ends
+
+
+def test_samples_come_from_the_same_draws_every_time_and_leave_the_global_random_stream_alone(digits):
+    from vaelab.live_frames import SAMPLE_SEED, samples
+
+    model = _trained("vae", digits, hidden_sizes=(16,), latent_dim=2)
+    batch = fixed_batch(digits, 6)
+    before = torch.get_rng_state()
+    first, second = samples(model, batch)["samples"], samples(model, batch)["samples"]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert np.array_equal(first, second) and first.shape == (6, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        expected = model.sample(6, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    assert np.array_equal(first, (expected.clamp(0, 1) * 255).round().to(torch.uint8).numpy().reshape(6, 8, 8))
+
+
+@pytest.mark.parametrize(("variant", "config", "views"), [
+    ("ae", {"hidden_sizes": (16,), "code_size": 4}, ["reconstructions"]),
+    ("ae", {"hidden_sizes": (), "code_size": 2}, ["reconstructions", "codes"]),
+    ("sparse", {}, ["reconstructions", "filters"]),
+    ("vae", {"hidden_sizes": (16,), "latent_dim": 2}, ["reconstructions", "codes", "samples"]),
+    ("ae-gmm", {"hidden_sizes": (16,), "code_size": 2}, ["reconstructions", "codes", "samples"]),
+])
+def test_each_page_gets_the_views_it_draws_live(digits, variant, config, views):
+    from vaelab.live_frames import views_for
+    from vaelab.variants import build_model
+
+    model = build_model(variant, get_variant(variant).config_cls(**config), 64)
+    assert [v.name for v in views_for(variant, model)] == views
+    batch = fixed_batch(digits, 5)
+    if variant == "ae-gmm":
+        model.on_epoch_end(digits.train.images, digits.train.labels)  # its mixture fitted, as after an epoch
+    for view in views_for(variant, model):  # every view computes on a fresh model, and its arrays go on the wire
+        arrays = view.compute(model, batch)
+        assert all(a.dtype in (np.uint8, np.float16) for a in arrays.values())

@@ -83,6 +83,34 @@ def codes(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
     return {"codes": z.to(torch.float16).numpy(), "labels": batch.y.to(torch.uint8).numpy()}
 
 
+def filters(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"filters": (units, H, W) uint8}: each first-layer unit's input weights, min-max normalised per unit (a
+    constant unit shows mid-grey), as the page's filter grid shows them."""
+    from vaelab.analysis.image_grids import first_layer_weights
+
+    w = torch.from_numpy(first_layer_weights(model))  # (units, D)
+    lo, hi = w.min(dim=1, keepdim=True).values, w.max(dim=1, keepdim=True).values
+    span = hi - lo
+    scaled = torch.where(span == 0, torch.full_like(w, 0.5), (w - lo) / torch.where(span == 0, 1.0, span))
+    return {"filters": to_uint8(scaled, batch.image_shape)}
+
+
+SAMPLE_SEED = 0  # every sample frame of a run draws the same latent points: the pictures change with the weights only
+
+
+def samples(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"samples": (n, H, W) uint8}: the model's samples from fixed draws (a conditional model: digits 0, 1, ...)."""
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            drawn = model.sample(len(batch.x), generator=generator).detach().cpu()  # (n, D)
+    finally:
+        model.train(was_training)
+    return {"samples": to_uint8(drawn, batch.image_shape)}
+
+
 @dataclass(frozen=True)
 class LiveView:
     name: str
@@ -93,7 +121,25 @@ class LiveView:
 VIEWS = {
     "reconstructions": LiveView("reconstructions", 0.5, reconstructions),
     "codes": LiveView("codes", 1.0, codes),
+    "filters": LiveView("filters", 1.0, filters),
+    "samples": LiveView("samples", 1.0, samples),
 }
+MAX_MAPPED_CODE = 2  # codes are streamed for a map only when they are 1-D or 2-D
+FILTER_PAGES = ("sparse", "ksparse")  # the pages that draw first-layer filters while a run trains
+
+
+def views_for(variant: str, model: Variant) -> list[LiveView]:
+    """The views of this module that ``variant``'s page draws live: reconstructions on every page; filters where
+    the page shows them; the codes of a 1-D or 2-D code space (a latent map); samples from a generative model.
+    A page's other live pictures (ELBO splits, estimator variances, style grids) are not frames yet."""
+    chosen = [VIEWS["reconstructions"]]
+    if variant in FILTER_PAGES:
+        chosen.append(VIEWS["filters"])
+    if model.code_dim <= MAX_MAPPED_CODE:
+        chosen.append(VIEWS["codes"])
+    if model.generative:
+        chosen.append(VIEWS["samples"])
+    return chosen
 
 
 @dataclass(frozen=True)
