@@ -258,3 +258,31 @@ def test_an_unforeseen_failure_is_one_line_and_a_report_file(monkeypatch):
         assert text.startswith("python -m vaelab list\n") and "Traceback" in text and "in crash" in text
     finally:
         report.unlink()
+
+
+# -- the app ---------------------------------------------------------------------------------------------------------
+def test_a_load_that_fails_in_a_way_no_check_foresaw_is_one_message_and_the_run_stays(tmp_path, monkeypatch):
+    from tests.helpers import no_exception, open_page, session_of
+    from vaelab.checkpoints import save_trainer
+    from vaelab.ui import checkpoint_panel
+
+    config = get_variant("ae").config_cls(hidden_sizes=(8,), code_size=2, epochs=1)
+    tiny = Trainer("ae", config, load_data("mnist-5k"), seed=0)
+    tiny.advance(max_steps=1)
+    save_trainer(tiny, "tiny")
+    at = open_page("pages/ae.py")
+    at.button(key="panel.ae.start").click().run()
+    at.button(key="panel.ae.pause").click().run()
+    session = session_of(at)
+    step, trainer = session.step, session.trainer
+    assert step > 0
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(checkpoint_panel, "load_checkpoint", out_of_memory)
+    at.button(key="panel.ae.load").click().run()
+    no_exception(at)
+    shown = [e.value.replace("\\", "") for e in at.error]  # the message is escaped as literal markdown
+    assert "Not loaded: `tiny.pt`: unexpected MemoryError (simulated)" in shown, shown
+    assert session_of(at) is session and session.trainer is trainer and session.step == step

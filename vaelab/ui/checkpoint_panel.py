@@ -201,7 +201,7 @@ def load_into_session(variant: str, path: str | Path, form_prefix: str) -> str |
     except CheckpointError as error:
         return str(error)
     except Exception as error:  # a failure no check foresaw: one message, and the session keeps its run
-        return f"`{Path(path).name}` could not be loaded ({type(error).__name__}: {str(error)[:200]})"
+        return f"`{Path(path).name}`: unexpected {type(error).__name__} ({str(error)[:200]})"
     data, notice = _data_for(ckpt, settings)
     if data.input_dim != ckpt.meta.get("input_dim"):
         return (f"`{Path(path).stem}` was trained on images of {ckpt.meta.get('input_dim')} pixels; the loadable "
