@@ -14,8 +14,8 @@ import websockets
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
-from vaelab.frame_stream import LIVE_PATH, UNKNOWN_TOKEN_CLOSE, FrameHub, decode_frame, encode_frame
-from vaelab.live_frames import Frame
+from vaelab.frame_stream import LIVE_PATH, UNKNOWN_TOKEN_CLOSE, FrameHub
+from vaelab.live_frames import Frame, decode_frame, encode_frame
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -312,3 +312,34 @@ def test_a_run_that_ends_while_nothing_reads_it_keeps_its_final_state_for_a_late
     _wait(session, lambda: session.status != state.RUNNING)
     assert session.status == state.FINISHED, session.message
     assert session.trainer.done and session.step == session.trainer.total_steps
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_asked_for_frames_sends_the_pages_views_computed_from_its_weights(data):
+    from vaelab.live_frames import fixed_batch, reconstructions
+    from vaelab.live_worker import LiveWorker
+
+    mirror = Trainer("vae", _config("vae", epochs=10), data, seed=0)  # a few seconds: every view gets its turn
+    worker = LiveWorker(mirror, frames=True, threads=1)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not worker.ended() and time.monotonic() < deadline:
+            worker.poll(wait=0.2)
+        assert worker.ended() and worker.error is None, worker.error
+        worker.settle()
+    finally:
+        worker.stop()
+    assert set(worker.frames) == {"reconstructions", "codes", "samples"}
+    recon = worker.frames["reconstructions"]
+    assert 0 < recon.step <= mirror.step and recon.arrays["images"].shape == (2, 10, 28, 28)
+    if recon.step == mirror.step:  # computed from the final weights: the same pixels here
+        expected = reconstructions(mirror.model, fixed_batch(data, 10))["images"]
+        assert (recon.arrays["images"].astype(int) - expected.astype(int)).__abs__().max() <= 1
+    plain = LiveWorker(Trainer("ae", _config(epochs=1), data, seed=0), threads=1)  # frames are asked for, or none
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not plain.ended() and time.monotonic() < deadline:
+            plain.poll(wait=0.2)
+    finally:
+        plain.stop()
+    assert plain.frames == {}

@@ -7,8 +7,7 @@ the browser tab subscribed to it over a WebSocket route of the app's own server.
     WebSocketRoute(LIVE_PATH, hub.endpoint) # ws://host/_vaelab/live?token=...: each new frame once, as bytes
 
 A slow tab never queues: it gets the newest frame of each view when it is ready for more. A frame on the wire is
-``encode_frame``'s bytes: a 4-byte big-endian length, a JSON header (view, step, the arrays' names, dtypes, shapes and
-byte ranges), then the arrays' raw bytes, so a canvas takes uint8 pixels as they come.
+``live_frames.encode_frame``'s bytes, so a canvas takes uint8 pixels as they come.
 
 Locking: ``FrameHub._lock`` guards the channel and token tables and each channel's newest frames and version; it is
 held only to read or write them, never across a send, a wait or a call that takes another lock.
@@ -17,55 +16,16 @@ held only to read or write them, never across a send, a wait or a call that take
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import struct
 import threading
 from dataclasses import dataclass, field
 
-import numpy as np
 from starlette.websockets import WebSocketDisconnect
 
-from vaelab.live_frames import Frame
+from vaelab.live_frames import Frame, encode_frame
 
 LIVE_PATH = "/_vaelab/live"
 UNKNOWN_TOKEN_CLOSE = 4403  # the WebSocket close code for a token this server never gave (or has forgotten)
-WIRE_DTYPES = ("uint8", "float16", "float32", "int64")
-
-
-def encode_frame(frame: Frame) -> bytes:
-    """One frame as bytes: length of the header (4 bytes, big-endian), the JSON header, the arrays back to back."""
-    parts, specs, offset = [], [], 0
-    for name, array in frame.arrays.items():
-        array = np.ascontiguousarray(array)
-        if array.dtype.name not in WIRE_DTYPES:
-            raise ValueError(f"frame {frame.view!r}: array {name!r} is {array.dtype}; "
-                             f"allowed: {', '.join(WIRE_DTYPES)}")
-        specs.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape), "offset": offset,
-                      "nbytes": array.nbytes})
-        parts.append(array.tobytes())
-        offset += array.nbytes
-    header = json.dumps({"view": frame.view, "step": frame.step, "arrays": specs}).encode()
-    return struct.pack(">I", len(header)) + header + b"".join(parts)
-
-
-def decode_frame(data: bytes) -> Frame:
-    """encode_frame's inverse (for tests and headless clients); ValueError for bytes that are not a frame."""
-    if len(data) < 4:
-        raise ValueError("a frame needs at least 4 bytes")
-    (length,) = struct.unpack(">I", data[:4])
-    try:
-        header = json.loads(data[4:4 + length])
-        body = memoryview(data)[4 + length:]
-        arrays = {}
-        for spec in header["arrays"]:
-            if spec["dtype"] not in WIRE_DTYPES or spec["offset"] + spec["nbytes"] > len(body):
-                raise ValueError(f"array {spec.get('name')!r} does not fit the frame")
-            raw = body[spec["offset"]:spec["offset"] + spec["nbytes"]]
-            arrays[spec["name"]] = np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"]).copy()
-        return Frame(header["view"], int(header["step"]), arrays, 0.0)
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f"not a frame ({e})") from None
 
 
 @dataclass

@@ -13,6 +13,8 @@ but arrays. Each view has its own period; no view is computed twice for one step
 
 from __future__ import annotations
 
+import json
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from vaelab.data import DataBundle
 from vaelab.variants.base import Variant
 
 MAX_SHARE = 0.15  # the views' share of the worker's wall time, at most
+WIRE_DTYPES = ("uint8", "float16", "float32", "int64")
 
 
 def fixed_test_indices(labels: Tensor, n: int) -> Tensor:
@@ -194,3 +197,40 @@ class ViewSchedule:
             self.quiet_until = ended + cost * (1.0 - self.max_share) / self.max_share
             frames.append(Frame(view.name, step, arrays, cost))
         return frames
+
+
+# -- the wire: a 4-byte big-endian length, a JSON header (view, step, the arrays' names, dtypes, shapes and byte
+# ranges), then the arrays' raw bytes. The worker sends frames so, and the relay forwards them unchanged.
+def encode_frame(frame: Frame) -> bytes:
+    """One frame as bytes: length of the header (4 bytes, big-endian), the JSON header, the arrays back to back."""
+    parts, specs, offset = [], [], 0
+    for name, array in frame.arrays.items():
+        array = np.ascontiguousarray(array)
+        if array.dtype.name not in WIRE_DTYPES:
+            raise ValueError(f"frame {frame.view!r}: array {name!r} is {array.dtype}; "
+                             f"allowed: {', '.join(WIRE_DTYPES)}")
+        specs.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape), "offset": offset,
+                      "nbytes": array.nbytes})
+        parts.append(array.tobytes())
+        offset += array.nbytes
+    header = json.dumps({"view": frame.view, "step": frame.step, "arrays": specs}).encode()
+    return struct.pack(">I", len(header)) + header + b"".join(parts)
+
+
+def decode_frame(data: bytes) -> Frame:
+    """encode_frame's inverse (for tests and headless clients); ValueError for bytes that are not a frame."""
+    if len(data) < 4:
+        raise ValueError("a frame needs at least 4 bytes")
+    (length,) = struct.unpack(">I", data[:4])
+    try:
+        header = json.loads(data[4:4 + length])
+        body = memoryview(data)[4 + length:]
+        arrays = {}
+        for spec in header["arrays"]:
+            if spec["dtype"] not in WIRE_DTYPES or spec["offset"] + spec["nbytes"] > len(body):
+                raise ValueError(f"array {spec.get('name')!r} does not fit the frame")
+            raw = body[spec["offset"]:spec["offset"] + spec["nbytes"]]
+            arrays[spec["name"]] = np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"]).copy()
+        return Frame(header["view"], int(header["step"]), arrays, 0.0)
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not a frame ({e})") from None

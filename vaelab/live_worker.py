@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from vaelab.live_frames import Frame, ViewSchedule, decode_frame, encode_frame, fixed_batch, views_for
 from vaelab.memory import freeze_long_lived_objects
 from vaelab.training import Trainer
 from vaelab.workers import (
@@ -47,6 +48,7 @@ from vaelab.workers import (
     vaelab_environment,
 )
 
+FRAME_IMAGES = 10  # test images in the reconstruction frame, as the page shows them
 CHUNK_SECONDS = 0.2  # training between two looks at the command pipe (Pause answers within about this)
 FIRST_CHUNK_SECONDS = 0.05  # a fresh run's first chunk: its first loss row reaches the page sooner
 MAX_THREADS = 4  # these models gain nothing from more torch threads; more only take cores from other sessions
@@ -134,11 +136,13 @@ class LiveWorker:
     lease (vaelab/ui/session.py). ``alive`` and ``pid`` only read, and any thread may ask them."""
 
     def __init__(self, mirror: Trainer, device: str = "cpu", memory_limit_mb: float | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, frames: bool = False) -> None:
         from vaelab.budget import budget_mb
 
         self.mirror = mirror
         self.error: str | None = None  # the worker died or failed: why
+        # with ``frames``: the newest frame of each live view the worker computed (vaelab/live_frames.py)
+        self.frames: dict[str, Frame] = {}
         self._complete: dict[str, Any] | None = None  # the newest complete state the worker reported
         self._complete_rows = 0  # the history rows at that state
         self._mirror_settled = True  # the mirror holds exactly that state (no later weights applied)
@@ -152,7 +156,7 @@ class LiveWorker:
         self._process = ctx.Process(
             target=_worker_main, daemon=True, name=f"vaelab-live-{mirror.variant}",
             args=(child, mirror.variant, mirror.config.to_dict(), mirror.data, mirror.seed, device, state,
-                  self.threads, limit, vaelab_environment()))
+                  self.threads, limit, vaelab_environment(), frames))
         with _main_module_hidden():
             self._process.start()
         child.close()
@@ -284,6 +288,9 @@ class LiveWorker:
         mirror.history.extend(rows)
         if report.get("failure"):
             self.error = report["failure"]
+        for data in report.get("frames") or ():
+            frame = decode_frame(data)
+            self.frames[frame.view] = frame
         if report.get("state") is not None:
             state = _from_bytes(report["state"])
             mirror.model.load_state_dict(state["model"])  # a variant resizes what may change size itself
@@ -336,7 +343,7 @@ def _receive_report(conn: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the worker process
 def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, seed: int, device: str, state: bytes,
-                 threads: int, limit_mb: float, environment: dict[str, str]) -> None:
+                 threads: int, limit_mb: float, environment: dict[str, str], frames: bool = False) -> None:
     for key in [k for k in os.environ if k.startswith("VAELAB_")]:  # the caller's settings of now
         del os.environ[key]
     os.environ.update(environment)
@@ -345,7 +352,7 @@ def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, see
     writer.start()  # before the memory limit: a thread's stack counts against it
     _init_worker(threads, limit_mb)
     try:
-        _train(conn, outbox, variant, config, data, seed, device, state)
+        _train(conn, outbox, variant, config, data, seed, device, state, frames)
     finally:
         outbox.put(None)
         writer.join(timeout=FINAL_REPORT_WAIT_S)
@@ -367,11 +374,18 @@ def _write_reports(conn: Any, outbox: queue_module.Queue) -> None:
 
 
 def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dict[str, Any], data: Any, seed: int,
-           device: str, state: bytes) -> None:
+           device: str, state: bytes, frames: bool = False) -> None:
     from vaelab.variants import get_variant
 
     sent = 0  # history rows already reported
     completed_at = -math.inf  # when a report last carried the complete state
+    newest: dict[str, Frame] = {}  # frames computed since the last report, the newest of each view
+    schedule: ViewSchedule | None = None
+    batch = fixed_batch(data, FRAME_IMAGES) if frames else None
+
+    def compute_frames() -> None:
+        if schedule is not None:
+            newest.update((frame.view, frame) for frame in schedule.run_due(trainer.model, batch, trainer.step))
 
     def report(final: bool = False, failure: str | None = None, complete: bool = False) -> None:
         nonlocal sent, completed_at
@@ -386,7 +400,8 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
             state = {"model": trainer.model.state_dict(), "step": trainer.step, "epoch": trainer.epoch,
                      "elapsed": trainer.elapsed, "error": trainer.error}
         outbox.put({"base": base, "rows": rows, "state": _to_bytes(state), "complete": complete, "final": final,
-                    "failure": failure})
+                    "failure": failure, "frames": [encode_frame(f) for f in newest.values()]})
+        newest.clear()
 
     trainer: Trainer | None = None
     ready = False  # the trainer holds the run's state
@@ -397,6 +412,8 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
         sent = len(full["history"])
         trainer.load_state_dict(full)
         ready = True
+        if frames:
+            schedule = ViewSchedule(views_for(variant, trainer.model))
         if not trainer.done and trainer.error is None and not trainer.history:
             trainer.advance(max_seconds=FIRST_CHUNK_SECONDS)  # a fresh run: the first report carries rows
         while True:
@@ -407,6 +424,7 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
                 elif command == "pause":
                     report(final=True)
                     return
+            compute_frames()
             if trainer.done or trainer.error is not None:
                 report(final=True)
                 return
