@@ -10,7 +10,7 @@ from vaelab import companions, plots
 from vaelab.analysis import history_rows, inference, latent_maps
 from vaelab.checkpoints import CheckpointError, list_checkpoints
 from vaelab.data import binarize
-from vaelab.live_frames import fixed_test_indices
+from vaelab.live_frames import fixed_test_indices, run_model
 from vaelab.ui.charts import show_chart
 from vaelab.ui.checkpoint_panel import checkpoint_label
 from vaelab.ui.explain import what_you_are_seeing
@@ -18,7 +18,7 @@ from vaelab.ui.images import show_image_rows
 from vaelab.ui.latent_views import test_sample
 from vaelab.ui.layout import side_by_side, train_under_progress_bar
 from vaelab.ui.pages import require_app_frame
-from vaelab.ui.session import TrainingSession, model_cached, run_model
+from vaelab.ui.session import TrainingSession, model_cached
 from vaelab.ui.sidebar import current_settings
 from vaelab.ui.training_panel import training_panel
 

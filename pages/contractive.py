@@ -8,12 +8,13 @@ import streamlit as st
 from vaelab import plots
 from vaelab.analysis import history_rows, inference, robustness
 from vaelab.baselines import ReferenceRun
+from vaelab.live_frames import run_model
 from vaelab.ui.charts import show_chart
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.layout import side_by_side
 from vaelab.ui.pages import require_app_frame
 from vaelab.ui.reference import reference_beside
-from vaelab.ui.session import TrainingSession, model_cached, run_model
+from vaelab.ui.session import TrainingSession, model_cached
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.base import Variant
 

@@ -7,13 +7,13 @@ import torch
 
 from vaelab import plots
 from vaelab.analysis import inference, robustness
-from vaelab.live_frames import fixed_test_indices
+from vaelab.live_frames import fixed_test_indices, run_model
 from vaelab.ui.charts import show_chart
 from vaelab.ui.config_form import default_prefix, widget_key
 from vaelab.ui.explain import what_you_are_seeing
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.pages import require_app_frame
-from vaelab.ui.session import TrainingSession, get_session, model_cached, run_model
+from vaelab.ui.session import TrainingSession, get_session, model_cached
 from vaelab.ui.training_panel import training_panel
 from vaelab.variants.denoising import CORRUPTIONS, FRACTION_KINDS, Config, corrupt
 

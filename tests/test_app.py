@@ -18,9 +18,10 @@ from tests.helpers import TIMEOUT, new_app, no_exception, open_page, run_until_s
 from vaelab import data
 from vaelab.checkpoints import CheckpointError
 from vaelab.data import DownloadError
+from vaelab.live_frames import run_model
 from vaelab.ui import checkpoint_panel, sidebar
 from vaelab.ui import session as state
-from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model
+from vaelab.ui.session import TrainingSession, latest_cached, model_cached
 
 MAX_RUNS = 300
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from vaelab.data import load_data
-from vaelab.live_frames import VIEWS, LiveView, ViewSchedule, codes, fixed_batch, reconstructions
+from vaelab.live_frames import VIEWS, LiveView, ViewSchedule, codes, fixed_batch, reconstructions, run_model
 from vaelab.training import Trainer
 from vaelab.ui.images import image_grid
-from vaelab.ui.session import run_model
 from vaelab.variants import get_variant
 
 

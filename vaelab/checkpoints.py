@@ -318,12 +318,12 @@ def _read_payload(path: Path, map_location: Any = "cpu", mmap: bool = False) -> 
     budget = budget_mb() * MB
     _check_archive(path, budget)  # before torch reads it: sizes from the zip directory, the pickle scanned
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as e:  # truncated zip, random bytes, a pickle holding objects a safe load refuses ...
+        payload = _torch_load(path, map_location, mmap)
+    except Exception as e:  # a broken entry, a pickle holding objects a safe load refuses ...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Unsupported global" in str(e):
             reason = "it holds Python objects that a safe (weights-only) load refuses"
-        elif not _looks_like_torch_file(path) or "weights only load failed" in str(e).lower():
+        elif "weights only load failed" in str(e).lower():
             reason = "its bytes are not a PyTorch file"
         raise CheckpointError(f"{path} is not a readable vaelab checkpoint ({reason[:200]})") from e
     if not isinstance(payload, dict):
@@ -367,9 +367,8 @@ def _check_meta(path: Path, payload: dict[str, Any]) -> None:
     elif payload.get("image_shape") is not None and not (
             len(payload["image_shape"]) == 2 and all(type(v) is int and v >= 1 for v in payload["image_shape"])):
         bad = "image_shape", "two whole numbers >= 1"
-    elif any(type(payload.get(k)) is int and payload[k] < 0 for k in ("epochs", "steps")):
-        bad = "epochs" if type(payload.get("epochs")) is int and payload["epochs"] < 0 else "steps", \
-            "a whole number >= 0"
+    elif negative := next((k for k in ("epochs", "steps") if type(payload.get(k)) is int and payload[k] < 0), None):
+        bad = negative, "a whole number >= 0"
     if bad is not None:
         raise CheckpointError(f"{path}: its {bad[0]!r} is {payload[bad[0]]!r:.60}, not {bad[1]}")
 
@@ -409,14 +408,15 @@ def _check_archive(path: Path, budget: float) -> None:
         raise CheckpointError(f"{path} is refused: {e}") from None
 
 
-def _looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (or, in its legacy format, a pickle stream: first byte 0x80)."""
-    try:
-        with path.open("rb") as f:
-            first = f.read(1)
-    except OSError:
-        return False
-    return _is_zip(path) or first == b"\x80"
+def _torch_load(path: Path, map_location: Any, mmap: bool) -> Any:
+    """torch.load, weights only. A mapped load that fails is tried once unmapped (mapping needs tensors laid out as
+    torch.save lays them)."""
+    if mmap:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 (the unmapped load below reports what is wrong)
+            pass
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _is_zip(path: Path) -> bool:
@@ -431,10 +431,7 @@ def read_metadata(path: str | Path, with_history: bool = False) -> dict[str, Any
     """A checkpoint's metadata (config, dataset, metrics, cached evaluations ...; its history too when asked)
     without building its model; CheckpointError when the file is unreadable."""
     path = Path(path)
-    try:
-        payload = _read_payload(path, mmap=True)
-    except CheckpointError:
-        payload = _read_payload(path)  # mmap needs the zip format
+    payload = _read_payload(path, mmap=True)
     keep = {"history"} if with_history else set()
     return {k: v for k, v in payload.items() if k not in TENSOR_KEYS or k in keep}
 
@@ -614,10 +611,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _info(path: Path) -> CheckpointInfo:
     try:
-        try:
-            payload = _read_payload(path, mmap=True)
-        except CheckpointError:
-            payload = _read_payload(path)  # mmap needs the zip format; try the plain way before giving up
+        payload = _read_payload(path, mmap=True)
         folder = path.parent.name
         variant = _checked_variant(path, payload, folder if folder in VARIANTS else None)
         _check_weight_shapes(path, payload, variant, _checked_config(path, payload, variant))

@@ -325,21 +325,21 @@ def _read_values(idx: _IdxFile) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(idx.dims)
 
 
-def read_idx(path: str | Path, budget_bytes: float | None = None) -> np.ndarray:
+def read_idx(path: str | Path) -> np.ndarray:
     """Parse one IDX file of unsigned bytes (plain or .gz); the size its header declares is checked against the
     memory budget before anything is read."""
     idx = _open_idx(path)
     try:
-        _check_idx_budget(f"{idx.path}", idx.values, budget_bytes)
+        _check_idx_budget(f"{idx.path}", idx.values)
         return _read_values(idx)
     finally:
         idx.close()
 
 
-def _check_idx_budget(what: str, decoded_bytes: int, budget_bytes: float | None) -> None:
+def _check_idx_budget(what: str, decoded_bytes: int) -> None:
     from vaelab.budget import ENV_VAR, MB, budget_mb
 
-    limit = budget_mb() * MB if budget_bytes is None else budget_bytes
+    limit = budget_mb() * MB
     if decoded_bytes > limit:
         raise DataError(f"{what} would take {decoded_bytes / MB:,.0f} MB in memory, over the memory budget of "
                         f"{limit / MB:,.0f} MB (set by {ENV_VAR})")
@@ -397,7 +397,7 @@ def _decode_idx_split(folder: str, split: str, images: _IdxFile, labels: _IdxFil
         raise DataError(f"'idx:{folder}' {split}: holds no images (shape {images.dims})")
     # the bytes read (1 per value) and the float32 images and int64 labels made from them
     _check_idx_budget(f"'idx:{folder}' {split}: {n:,} images of {height}x{width}",
-                      images.values * (1 + 4) + n * (1 + 8), None)
+                      images.values * (1 + 4) + n * (1 + 8))
     pixels = torch.from_numpy(_read_values(images).reshape(n, height * width))  # (N, H*W) uint8, no copy
     x = pixels.to(torch.float32).div_(255.0)  # (N, D) in [0, 1]
     del pixels

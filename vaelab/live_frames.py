@@ -64,25 +64,27 @@ def to_uint8(images: Tensor, image_shape: tuple[int, int]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _in_eval(model: Variant, fn: Callable[..., Tensor], *args: Tensor | None) -> Tensor:
-    """A model method in eval mode (its train/eval mode restored), result on the CPU."""
+def run_model(model: Variant, fn: Callable[..., Tensor], *args: Tensor | None) -> Tensor:
+    """Call a model method in eval mode on the model's device, restoring its train/eval mode; result on CPU."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
-        return fn(*(a.to(model.device) if isinstance(a, Tensor) else a for a in args)).detach().cpu()
+        out = fn(*(a.to(device) if isinstance(a, Tensor) else a for a in args))
     finally:
         model.train(was_training)
+    return out.detach().cpu()
 
 
 def reconstructions(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
     """{"images": (2, n, H, W) uint8}: the test images, then their reconstructions."""
-    recon = _in_eval(model, model.reconstruct, batch.x, batch.y if model.uses_labels else None)  # (n, D)
+    recon = run_model(model, model.reconstruct, batch.x, batch.y if model.uses_labels else None)  # (n, D)
     return {"images": to_uint8(torch.stack([batch.x, recon]), batch.image_shape)}
 
 
 def codes(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
     """{"codes": (n, code) float16, "labels": (n,) uint8}: where the fixed images land in the code space."""
-    z = _in_eval(model, model.encode, batch.x, batch.y if model.uses_labels else None)  # (n, code)
+    z = run_model(model, model.encode, batch.x, batch.y if model.uses_labels else None)  # (n, code)
     return {"codes": z.to(torch.float16).numpy(), "labels": batch.y.to(torch.uint8).numpy()}
 
 
@@ -104,13 +106,7 @@ SAMPLE_SEED = 0  # every sample frame of a run draws the same latent points: the
 def samples(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
     """{"samples": (n, H, W) uint8}: the model's samples from fixed draws (a conditional model: digits 0, 1, ...)."""
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            drawn = model.sample(len(batch.x), generator=generator).detach().cpu()  # (n, D)
-    finally:
-        model.train(was_training)
+    drawn = run_model(model, lambda: model.sample(len(batch.x), generator=generator))  # (n, D)
     return {"samples": to_uint8(drawn, batch.image_shape)}
 
 

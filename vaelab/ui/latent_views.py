@@ -21,9 +21,10 @@ import torch
 
 from vaelab import plots
 from vaelab.analysis import history_rows, inference, latent_maps
+from vaelab.live_frames import run_model
 from vaelab.ui.charts import live_key, show_chart
 from vaelab.ui.images import show_image_rows
-from vaelab.ui.session import TrainingSession, latest_cached, model_cached, run_model
+from vaelab.ui.session import TrainingSession, latest_cached, model_cached
 from vaelab.ui.sidebar import current_settings
 
 MAX_LIVE_CODES = 2000  # test images encoded for the live latent map

@@ -31,12 +31,12 @@ import streamlit as st
 import torch
 
 from vaelab import plots
-from vaelab.live_frames import fixed_test_indices
+from vaelab.live_frames import fixed_test_indices, run_model
 from vaelab.training import Trainer
 from vaelab.ui import session as state
 from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
-from vaelab.ui.session import TrainingSession, get_session, run_model
+from vaelab.ui.session import TrainingSession, get_session
 
 ExtraViews = Callable[[TrainingSession], bool | None]  # True: work left, redraw again soon
 FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn sooner after Start

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-import torch
 
 from vaelab.checkpoints import Checkpoint
 from vaelab.config import BaseConfig, ConfigError
@@ -459,16 +458,3 @@ def latest_cached(session: TrainingSession, name: str, *key: Hashable) -> tuple[
     found = [(k[2], v) for k, v in session.results.items()
              if k[0] == name and k[1] == session.version and tuple(k[3:]) == key]
     return max(found, key=lambda kv: kv[0]) if found else None
-
-
-@torch.no_grad()
-def run_model(model: Variant, fn: Callable[..., torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
-    """Call a model method in eval mode on the model's device, restoring its train/eval mode; result on CPU."""
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval()
-    try:
-        out = fn(*(a.to(device) if isinstance(a, torch.Tensor) else a for a in args))
-    finally:
-        model.train(was_training)
-    return out.detach().cpu()
