@@ -1,4 +1,9 @@
-"""vaelab: `streamlit run app.py`. The router: page config, navigation over pages/, the shared sidebar."""
+"""vaelab: `streamlit run app.py`. The router: page config, navigation over pages/, the shared sidebar; and the app
+server's own route for the live stream (``app``, below).
+
+``streamlit run`` finds ``app = st.App(...)`` in this file and serves it through Starlette with the route added; it
+imports this file once for that, with no script context, and runs it as the page script (with one) for every
+session's every rerun. Only the latter draws the page (``main``)."""
 
 import os
 
@@ -14,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vaelab.memory import map_large_blocks
 from vaelab.ui import presenter
@@ -40,10 +46,12 @@ def render_sidebar() -> None:
 
     render_sidebar()
     if live_backend() == "worker":
+        from vaelab.ui.live_relay import start_relay
         from vaelab.ui.run_keeper import start_keeper
 
         warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
         start_keeper()  # once: runs nobody watches are brought in, paused after a grace period and autosaved
+        start_relay()  # once: every training run's reports taken in, its frames relayed to its tab
 
 
 def view_bar(bar, spec: PageSpec) -> None:
@@ -56,32 +64,44 @@ def view_bar(bar, spec: PageSpec) -> None:
         presenter.view_toggles()
 
 
-st.set_page_config(page_title="vaelab: autoencoders and VAEs", page_icon=":material/science:", layout="wide")
-sections = navigation_pages()
-page = st.navigation(sections, position="hidden")  # the menu is ours: see draw_navigation
-spec = spec_of(page)
-apply_link(spec.variant)  # a session's first run: a link's settings go in before anything is drawn
-presenter.inject_styles()
-draw_navigation(sections)
-install_figure_helpers()  # charts' SVG button beside the PNG camera; pictures never wider than their column
-restart_notice()
-keep_token_in_address_bar()  # this tab's runs: a reload, a second tab or a reconnect finds them again
-bar = st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center", key=presenter.BAR_KEY)
-link_errors = st.container()  # filled once a linked checkpoint has been tried
-if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
-    view_bar(bar, spec)
-    with link_errors:
-        show_link_errors()
-    page.run()
-    render_sidebar()
-else:  # a variant page reads the sidebar's settings of this run
-    render_sidebar()
-    if spec.variant is not None:
-        from vaelab.ui.checkpoint_panel import restore_archived_run
+def main() -> None:
+    st.set_page_config(page_title="vaelab: autoencoders and VAEs", page_icon=":material/science:", layout="wide")
+    sections = navigation_pages()
+    page = st.navigation(sections, position="hidden")  # the menu is ours: see draw_navigation
+    spec = spec_of(page)
+    apply_link(spec.variant)  # a session's first run: a link's settings go in before anything is drawn
+    presenter.inject_styles()
+    draw_navigation(sections)
+    install_figure_helpers()  # charts' SVG button beside the PNG camera; pictures never wider than their column
+    restart_notice()
+    keep_token_in_address_bar()  # this tab's runs: a reload, a second tab or a reconnect finds them again
+    bar = st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="center",
+                       key=presenter.BAR_KEY)
+    link_errors = st.container()  # filled once a linked checkpoint has been tried
+    if is_home(page):  # Home reads no settings: it is drawn (and its links work) before torch and the data load
+        view_bar(bar, spec)
+        with link_errors:
+            show_link_errors()
+        page.run()
+        render_sidebar()
+    else:  # a variant page reads the sidebar's settings of this run
+        render_sidebar()
+        if spec.variant is not None:
+            from vaelab.ui.checkpoint_panel import restore_archived_run
 
-        restore_archived_run(spec.variant)  # a run archived while no tab showed it comes back from its autosave
-        load_linked_checkpoint(spec.variant)
-    view_bar(bar, spec)
-    with link_errors:
-        show_link_errors()
-    page.run()
+            restore_archived_run(spec.variant)  # a run archived while no tab showed it comes back from its autosave
+            load_linked_checkpoint(spec.variant)
+        view_bar(bar, spec)
+        with link_errors:
+            show_link_errors()
+        page.run()
+
+
+if get_script_run_ctx() is None:  # imported by `streamlit run` to find the app: the server's routes, no page
+    from starlette.routing import WebSocketRoute
+
+    from vaelab.frame_stream import HUB, LIVE_PATH
+
+    app = st.App(__file__, routes=[WebSocketRoute(LIVE_PATH, HUB.endpoint)])
+else:
+    main()

@@ -98,3 +98,37 @@ def test_a_slow_subscriber_gets_the_newest_frame_of_each_view_not_a_queue(served
     newest = {view: max(f.step for f in received if f.view == view) for view in ("reconstructions", "codes")}
     assert newest == {"reconstructions": 200, "codes": 200}
     assert len(received) < 40, f"{len(received)} frames for 400 published: a queue, not the newest"
+
+
+def test_a_subscriber_that_goes_away_while_nothing_is_published_is_let_go_at_once(served):
+    """A tab closed between two frames: the route notices the disconnect itself (it used to wait for the next frame
+    for good, which kept the server from shutting down and the subscription in memory)."""
+    hub, url = served
+    token = hub.open("run-3")
+
+    async def scenario():
+        ws = await websockets.connect(f"{url}?token={token}")
+        await asyncio.sleep(0.3)
+        assert hub.subscribers("run-3") == 1
+        ws.transport.abort()  # gone without a goodbye, as a closed laptop
+        for _ in range(50):
+            if hub.subscribers("run-3") == 0:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    assert asyncio.run(scenario()), "the route still waits on a subscriber that left"
+    assert hub.channels() == {"run-3"}  # the channel stays for the next tab
+
+
+def test_the_views_asked_for_are_the_only_ones_sent(served):
+    hub, url = served
+    token = hub.open("run-4")
+
+    async def scenario():
+        async with websockets.connect(f"{url}?token={token}&views=codes,progress") as ws:
+            hub.publish("run-4", _frame(1))
+            hub.publish("run-4", _frame(2, "codes"))
+            return decode_frame(await asyncio.wait_for(ws.recv(), 10))
+
+    assert asyncio.run(scenario()).view == "codes"

@@ -71,25 +71,39 @@ class FrameHub:
             waiters = set(found.waiters)
         _wake(waiters)
 
+    def subscribers(self, channel: str) -> int:
+        """How many tabs are subscribed to ``channel`` now."""
+        with self._lock:
+            found = self._channels.get(channel)
+            return len(found.waiters) if found is not None else 0
+
+    def channels(self) -> set[str]:
+        with self._lock:
+            return set(self._channels)
+
     def channel_of(self, token: str | None) -> str | None:
         with self._lock:
             return self._tokens.get(token or "")
 
-    def newer_than(self, channel: str, seen: dict[str, int]) -> list[Frame] | None:
-        """The newest frame of each view whose version is past ``seen[view]`` (updated); None once closed."""
+    def newer_than(self, channel: str, seen: dict[str, int], views: set[str] | None = None) -> list[Frame] | None:
+        """The newest frame of each view (of ``views``, default all) whose version is past ``seen[view]`` (updated);
+        None once closed."""
         with self._lock:
             found = self._channels.get(channel)
             if found is None:
                 return None
             fresh = [(view, version, frame) for view, (version, frame) in found.newest.items()
-                     if version > seen.get(view, 0)]
+                     if version > seen.get(view, 0) and (views is None or view in views)]
         for view, version, _ in fresh:
             seen[view] = version
         return [frame for _, _, frame in sorted(fresh, key=lambda item: item[1])]
 
     async def endpoint(self, websocket) -> None:
-        """The WebSocket route: ``?token=`` names the subscription; each new frame is sent once, newest only."""
+        """The WebSocket route: ``?token=`` names the subscription, ``&views=a,b`` the views wanted (default all);
+        each new frame is sent once, newest only."""
         channel = self.channel_of(websocket.query_params.get("token"))
+        wanted = websocket.query_params.get("views")
+        views = {v for v in wanted.split(",") if v} if wanted else None
         await websocket.accept()
         if channel is None:
             await websocket.close(code=UNKNOWN_TOKEN_CLOSE)
@@ -97,20 +111,31 @@ class FrameHub:
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         seen: dict[str, int] = {}
         self._watch(channel, waiter, add=True)
+        # the client sends nothing, but its going away must be heard between frames too: a tab closed while no frame
+        # came kept this route waiting for good (and the server from shutting down)
+        listening = asyncio.ensure_future(websocket.receive())
         try:
             while True:
                 waiter[1].clear()
-                frames = self.newer_than(channel, seen)
+                frames = self.newer_than(channel, seen, views)
                 if frames is None:
                     await websocket.close()
                     return
                 for frame in frames:
                     await websocket.send_bytes(encode_frame(frame))
-                if not frames:
-                    await waiter[1].wait()
+                if frames:
+                    continue
+                woken = asyncio.ensure_future(waiter[1].wait())
+                done, _ = await asyncio.wait({woken, listening}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if listening in done:
+                    if listening.result().get("type") == "websocket.disconnect":
+                        return
+                    listening = asyncio.ensure_future(websocket.receive())  # a message from the client: ignored
         except (WebSocketDisconnect, RuntimeError, OSError):  # the tab went away mid-send: nothing to keep
             return
         finally:
+            listening.cancel()
             self._watch(channel, waiter, add=False)
 
     def _watch(self, channel: str, waiter, add: bool) -> None:
@@ -118,6 +143,9 @@ class FrameHub:
             found = self._channels.get(channel)
             if found is not None:
                 (found.waiters.add if add else found.waiters.discard)(waiter)
+
+
+HUB = FrameHub()  # the server process's one hub: app.py mounts its endpoint, the relay publishes to it
 
 
 def _wake(waiters) -> None:

@@ -1,6 +1,6 @@
 """Live views as the worker computes them: pure functions of the model and a fixed test batch that return small
 arrays (a *frame*), and the schedule that runs them between training chunks within a bounded share of the worker's
-time. The first step of the live stream (docs/live-stream.md); the page does not read frames yet.
+time; the app's server relays them to the browser, which draws them (docs/live-stream.md).
 
     batch = fixed_batch(data, 10)                                 # the same test images the page shows
     schedule = ViewSchedule(VIEWS["reconstructions"], max_share=0.15)
@@ -42,18 +42,30 @@ def fixed_test_indices(labels: Tensor, n: int) -> Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
+MAP_IMAGES = 2000  # test images whose codes a latent map shows (the page's live map shows as many)
+NOISE_SEED = 0  # the denoising view corrupts its images with the same draw every time, as the page does
+
+
 @dataclass(frozen=True)
 class FixedBatch:
-    """The test images every view of a run draws from, fixed for the run."""
+    """The test images every view of a run draws from, fixed for the run: ``x`` for the image rows, ``map_x`` (evenly
+    spaced over the test set, as the page's latent map takes them) for the codes."""
 
     x: Tensor  # (n, D) in [0, 1]
     y: Tensor  # (n,)
     image_shape: tuple[int, int]
+    map_x: Tensor | None = None  # (m, D)
+    map_y: Tensor | None = None  # (m,)
+    map_index: Tensor | None = None  # (m,) their indices in the test split
 
 
-def fixed_batch(data: DataBundle, n: int) -> FixedBatch:
+def fixed_batch(data: DataBundle, n: int, n_map: int = MAP_IMAGES) -> FixedBatch:
+    from vaelab.analysis.inference import spaced_indices
+
     idx = fixed_test_indices(data.test.labels, n)
-    return FixedBatch(data.test.images[idx], data.test.labels[idx], data.image_shape)
+    spaced = spaced_indices(len(data.test), n_map)
+    return FixedBatch(data.test.images[idx], data.test.labels[idx], data.image_shape,
+                      data.test.images[spaced], data.test.labels[spaced], spaced)
 
 
 def to_uint8(images: Tensor, image_shape: tuple[int, int]) -> np.ndarray:
@@ -83,9 +95,23 @@ def reconstructions(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
 
 
 def codes(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
-    """{"codes": (n, code) float16, "labels": (n,) uint8}: where the fixed images land in the code space."""
-    z = run_model(model, model.encode, batch.x, batch.y if model.uses_labels else None)  # (n, code)
-    return {"codes": z.to(torch.float16).numpy(), "labels": batch.y.to(torch.uint8).numpy()}
+    """{"codes": (m, code) float16, "labels": (m,) uint8}: where the map's test images land in the code space (the
+    batch's image rows when it has no map sample)."""
+    x, y = (batch.x, batch.y) if batch.map_x is None else (batch.map_x, batch.map_y)
+    z = run_model(model, model.encode, x, y if model.uses_labels else None)  # (m, code)
+    return {"codes": z.to(torch.float16).numpy(), "labels": y.to(torch.uint8).numpy()}
+
+
+def denoised(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"images": (3, n, H, W) uint8}: the test images, their copies corrupted as the model trains on them (the same
+    draw every time), and the model's output for the corrupted copies."""
+    from vaelab.variants.denoising import corrupt
+
+    config = model.config
+    noisy = corrupt(batch.x, config.corruption, config.noise_level,
+                    generator=torch.Generator().manual_seed(NOISE_SEED))  # (n, D)
+    cleaned = run_model(model, model.reconstruct, noisy)  # (n, D)
+    return {"images": to_uint8(torch.stack([batch.x, noisy, cleaned]), batch.image_shape)}
 
 
 def filters(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
@@ -122,16 +148,18 @@ VIEWS = {
     "codes": LiveView("codes", 1.0, codes),
     "filters": LiveView("filters", 1.0, filters),
     "samples": LiveView("samples", 1.0, samples),
+    "denoised": LiveView("denoised", 0.5, denoised),
 }
 MAX_MAPPED_CODE = 2  # codes are streamed for a map only when they are 1-D or 2-D
 FILTER_PAGES = ("sparse", "ksparse")  # the pages that draw first-layer filters while a run trains
 
 
 def views_for(variant: str, model: Variant) -> list[LiveView]:
-    """The views of this module that ``variant``'s page draws live: reconstructions on every page; filters where
+    """The views of this module that ``variant``'s page draws live: reconstructions on every page (the denoising
+    page: original, corrupted and cleaned rows); filters where
     the page shows them; the codes of a 1-D or 2-D code space (a latent map); samples from a generative model.
     A page's other live pictures (ELBO splits, estimator variances, style grids) are not frames yet."""
-    chosen = [VIEWS["reconstructions"]]
+    chosen = [VIEWS["denoised" if variant == "denoising" else "reconstructions"]]
     if variant in FILTER_PAGES:
         chosen.append(VIEWS["filters"])
     if model.code_dim <= MAX_MAPPED_CODE:
@@ -146,7 +174,9 @@ class Frame:
     view: str
     step: int  # the training step whose weights it shows
     arrays: dict[str, np.ndarray]
-    seconds: float  # what computing it took
+    seconds: float = 0.0  # what computing it took
+    meta: dict = field(default_factory=dict)  # small JSON values beside the arrays (a caption, a status)
+    made_at: float = 0.0  # time.time() when it was computed: a client's frame age is its arrival time minus this
 
     @property
     def nbytes(self) -> int:
@@ -191,7 +221,7 @@ class ViewSchedule:
             self.last_run[view.name], self.last_step[view.name] = ended, step
             self.view_seconds += cost
             self.quiet_until = ended + cost * (1.0 - self.max_share) / self.max_share
-            frames.append(Frame(view.name, step, arrays, cost))
+            frames.append(Frame(view.name, step, arrays, cost, made_at=time.time()))
         return frames
 
 
@@ -209,7 +239,8 @@ def encode_frame(frame: Frame) -> bytes:
                       "nbytes": array.nbytes})
         parts.append(array.tobytes())
         offset += array.nbytes
-    header = json.dumps({"view": frame.view, "step": frame.step, "arrays": specs}).encode()
+    header = json.dumps({"view": frame.view, "step": frame.step, "made_at": frame.made_at, "meta": frame.meta,
+                         "arrays": specs}).encode()
     return struct.pack(">I", len(header)) + header + b"".join(parts)
 
 
@@ -227,6 +258,9 @@ def decode_frame(data: bytes) -> Frame:
                 raise ValueError(f"array {spec.get('name')!r} does not fit the frame")
             raw = body[spec["offset"]:spec["offset"] + spec["nbytes"]]
             arrays[spec["name"]] = np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"]).copy()
-        return Frame(header["view"], int(header["step"]), arrays, 0.0)
+        meta = header.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("meta must be an object")
+        return Frame(header["view"], int(header["step"]), arrays, 0.0, meta, float(header.get("made_at", 0.0)))
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"not a frame ({e})") from None

@@ -8,7 +8,7 @@ from typing import TypeVar
 import streamlit as st
 
 from vaelab.training import Trainer
-from vaelab.ui.live_view import progress_text
+from vaelab.ui.progress import progress_text
 from vaelab.ui.session import TrainingSession
 
 T = TypeVar("T")

@@ -183,19 +183,20 @@ send("streamlit:componentReady", {apiVersion: 1});
 """.replace("__FONT_WAIT_MS__", str(FONT_WAIT_MS))
 
 
-def component_dir() -> Path:
-    """The component's folder (its page and Plotly.js), made once per plotly version in the temporary folder."""
-    folder = Path(tempfile.gettempdir()) / f"vaelab-live-chart-{plotly.__version__}"
+def component_dir(name: str = "live-chart", page: str = _PAGE) -> Path:
+    """A component's folder (its page ``page`` and Plotly.js), made once per plotly version in the temporary
+    folder (``vaelab-<name>-<version>``)."""
+    folder = Path(tempfile.gettempdir()) / f"vaelab-{name}-{plotly.__version__}"
     folder.mkdir(parents=True, exist_ok=True)
     source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    for name, write in (("plotly.min.js", lambda tmp: shutil.copyfile(source, tmp)),
-                        ("index.html", lambda tmp: Path(tmp).write_text(_PAGE, encoding="utf-8"))):
-        target = folder / name
-        if name == "plotly.min.js" and target.exists() and target.stat().st_size == source.stat().st_size:
+    for file, write in (("plotly.min.js", lambda tmp: shutil.copyfile(source, tmp)),
+                        ("index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))):
+        target = folder / file
+        if file == "plotly.min.js" and target.exists() and target.stat().st_size == source.stat().st_size:
             continue
-        if name == "index.html" and target.exists() and target.read_text(encoding="utf-8") == _PAGE:
+        if file == "index.html" and target.exists() and target.read_text(encoding="utf-8") == page:
             continue
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{file}.")
         os.close(fd)
         write(tmp)
         os.replace(tmp, target)  # atomic: another server process never reads half a file

@@ -31,11 +31,12 @@ import streamlit as st
 import torch
 
 from vaelab import plots
-from vaelab.live_frames import fixed_test_indices, run_model
-from vaelab.training import Trainer
+from vaelab.live_frames import fixed_test_indices, run_model, views_for
 from vaelab.ui import session as state
 from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
+from vaelab.ui.live_stream import Region, live_region
+from vaelab.ui.progress import progress_text
 from vaelab.ui.session import TrainingSession, get_session
 
 ExtraViews = Callable[[TrainingSession], bool | None]  # True: work left, redraw again soon
@@ -71,31 +72,6 @@ WORKER_VIEWS_REFRESH_SECONDS = float(os.environ.get("VAELAB_VIEWS_REFRESH_SECOND
 def _lock_for(session: TrainingSession):
     """The inline backend trains in this process: its live views take turns (LIVE_LOCK); a worker's do not."""
     return LIVE_LOCK if session.backend == "inline" else nullcontext()
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def progress_text(trainer: Trainer, running: bool = True) -> str:
-    """'Epoch 3/10 · step 1,234/4,000 · 5,400 samples/s · 0:42 left' (or the finished summary); not running (paused,
-    stopped), only where the run is: no rate or time left that would stand still on screen."""
-    epochs = trainer.config.epochs
-    if trainer.done:
-        return (f"Finished: {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}, {trainer.step:,} steps "
-                f"in {_clock(trainer.elapsed)}")
-    parts = [f"Epoch {min(trainer.epoch + 1, epochs)}/{epochs}", f"step {trainer.step:,}/{trainer.total_steps:,}"]
-    if not running:
-        return " · ".join(parts)
-    rate = next((r["samples_per_s"] for r in reversed(trainer.history) if r.get("kind") == "train"), None)
-    if rate is not None:
-        parts.append(f"{rate:,.0f} samples/s")
-    if trainer.progress > 0:
-        parts.append(f"{_clock(trainer.elapsed * (1 - trainer.progress) / trainer.progress)} left")
-    return " · ".join(parts)
 
 
 def _progress(session: TrainingSession) -> None:
@@ -189,9 +165,13 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
     """Progress, curves and reconstructions, advancing training while the run is running; then ``extra_views`` in a
     fragment of their own, redrawn every ``views_refresh_seconds`` while running or while they report work left
     (their widgets rerun only them)."""
-    registered_running = get_session(variant).running
-    registered_busy = get_session(variant).views_busy
-    if get_session(variant).backend == "worker":
+    session = get_session(variant)
+    if session.backend == "worker" and session.running:
+        _streamed(session, key_prefix, extra_views, show_reconstructions)
+        return
+    registered_running = session.running
+    registered_busy = session.views_busy
+    if session.backend == "worker":
         refresh_seconds = max(refresh_seconds, WORKER_REFRESH_SECONDS)
         views_refresh_seconds = WORKER_VIEWS_REFRESH_SECONDS
 
@@ -218,6 +198,54 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
             st.rerun(scope="app")  # register the fragment again with (or without) its timer
 
     _views()
+
+
+STREAMED_TITLES = {"reconstructions": "Top: test images; bottom: reconstructions",
+                   "denoised": "Top to bottom: test images, corrupted, cleaned",
+                   "filters": "First-layer filters", "samples": "Samples", "codes": "Codes of"}
+
+
+def lesson_regions(session: TrainingSession) -> list[Region]:
+    """The page's own live views (filters, the code map, samples), as the worker streams them."""
+    regions = []
+    for view in views_for(session.variant, session.model):
+        if view.name == "filters":
+            regions.append(Region("filters", "images", STREAMED_TITLES["filters"], ncols=16, scale=2))
+        elif view.name == "codes":
+            regions.append(Region("codes", "scatter", STREAMED_TITLES["codes"], height=360))
+        elif view.name == "samples":
+            regions.append(Region("samples", "images", STREAMED_TITLES["samples"], scale=3))
+    return regions
+
+
+def _streamed(session: TrainingSession, key_prefix: str, extra_views: ExtraViews | None,
+              show_reconstructions: bool) -> None:
+    """A worker run that trains: progress, curves and pictures come from its stream, drawn by the browser; the
+    page's other views are drawn once, from the weights of now (a widget redraws them, and so does the end of the
+    run)."""
+    log_y = st.toggle("Log scale", key=f"{key_prefix}.log_y", help="Loss axis on a log scale.")
+    main = [Region("progress", "progress", span=2), Region("losses", "losses", "Loss curves", height=380,
+                                                             waiting="Loss curves appear after the first steps.")]
+    if show_reconstructions or session.variant == "denoising":
+        first = views_for(session.variant, session.model)[0].name  # reconstructions (denoising: its three rows)
+        main.append(Region(first, "images", STREAMED_TITLES[first], scale=2))
+    live_region(session, main, key=f"{key_prefix}.stream.{session.version}", columns=(3, 2), log_y=log_y)
+    lesson = lesson_regions(session)
+    if lesson:
+        live_region(session, lesson, key=f"{key_prefix}.stream_lesson.{session.version}",
+                    columns=tuple(2 if r.kind == "scatter" else 1 for r in lesson))
+    if extra_views is None or not session.has_model:
+        return
+    explore = st.toggle("Explore the model now", key=f"{key_prefix}.explore_live",
+                        help="Draw the page's other pictures (and their controls) from the weights of this moment. "
+                             "They are drawn once, and again at each change of a control; Pause or the end of "
+                             "the run draws them all.")
+    if explore:
+        st.caption(f"Drawn at step {session.step:,}: a control you change draws them again at the step of then.")
+        extra_views(session)
+    else:
+        st.caption("The pictures above follow training as it runs. The page's other pictures are drawn when "
+                   "training pauses or ends, or now with **Explore the model now**.")
 
 
 def _tick(variant: str, registered_running: bool, key_prefix: str, chunk_seconds: float, n_images: int,

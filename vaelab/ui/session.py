@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class TrainingSession:
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
     lease: Lease = field(default_factory=Lease, repr=False, compare=False)  # who drives the run now (module doc)
     archived: Path | None = None  # the file that holds this run while no tab shows it (see archive)
+    channel: str = field(default_factory=lambda: f"run-{secrets.token_hex(8)}", repr=False)  # its live stream
+    stream_token: str | None = field(default=None, repr=False)  # the tab's subscription (vaelab/ui/live_relay.py)
 
     # -- what pages read ----------------------------------------------------------------------------------
     def _of_run(self, name: str, default: Any) -> Any:
@@ -193,7 +196,7 @@ def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: 
 def _start_worker(session: TrainingSession) -> None:
     """A worker continuing the mirror's run; a worker that cannot start leaves the run stopped, with the reason."""
     try:
-        session.worker = LiveWorker(session.trainer, device=session.device)
+        session.worker = LiveWorker(session.trainer, device=session.device, frames=True)
     except (OSError, RuntimeError, ValueError) as error:
         session.status, session.message = ERROR, f"The training process could not start: {error}"
 
@@ -329,19 +332,21 @@ def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: Data
     mark_saved(session)
 
 
-def advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
-    """Inline: one chunk of training. Worker: the reports that have arrived. Moves status to finished / error when
-    the run stops (the worker's end, or its death, with the cause). Nothing when another thread drives the run (a
-    second tab, the keeper): that thread brings the reports in."""
+def advance(session: TrainingSession, max_seconds: float, first_wait: float = FIRST_REPORT_WAIT_S
+            ) -> list[dict[str, Any]]:
+    """Inline: one chunk of training. Worker: the reports that have arrived (a fresh run's first, waited for up to
+    ``first_wait`` s). Moves status to finished / error when the run stops (the worker's end, or its death, with the
+    cause). Nothing when another thread drives the run (a second tab, the keeper, the relay): that thread brings the
+    reports in."""
     if not session.lease.try_take():
         return []
     try:
-        return _advance(session, max_seconds)
+        return _advance(session, max_seconds, first_wait)
     finally:
         session.lease.give()
 
 
-def _advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any]]:
+def _advance(session: TrainingSession, max_seconds: float, first_wait: float) -> list[dict[str, Any]]:
     trainer = session.trainer
     if session.status != RUNNING or trainer is None:
         return []
@@ -350,7 +355,7 @@ def _advance(session: TrainingSession, max_seconds: float) -> list[dict[str, Any
             _start_worker(session)
             return []
         rows = session.worker.poll()
-        deadline = time.monotonic() + FIRST_REPORT_WAIT_S
+        deadline = time.monotonic() + first_wait
         while not trainer.history and not session.worker.ended() and time.monotonic() < deadline:  # a fresh run
             rows = session.worker.poll(wait=0.05)
         _take_worker_end(session)
