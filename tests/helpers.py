@@ -116,6 +116,12 @@ def chart_specs(at: AppTest) -> list[dict]:
     return [chart_spec(chart) for chart in at.get("plotly_chart")] + live
 
 
+def stream_args(at: AppTest) -> list[dict]:
+    """The arguments of every live-stream component on the page (vaelab/ui/live_stream.py): token, regions, ..."""
+    return [json.loads(c.proto.json_args) for c in at.get("component_instance")
+            if c.proto.component_name.endswith("vaelab_live_stream")]
+
+
 def chart_title(spec: dict) -> str:
     title = spec.get("layout", {}).get("title", {})
     return title.get("text", "") if isinstance(title, dict) else str(title or "")

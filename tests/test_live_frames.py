@@ -44,10 +44,11 @@ def test_the_codes_frame_is_the_encoders_output_in_half_precision_with_labels_fo
     frame = codes(model, batch)
     model.eval()
     with torch.no_grad():
-        expected = model.encode(batch.x, batch.y)  # (12, 2)
-    assert frame["codes"].dtype == np.float16 and frame["codes"].shape == (12, 2)
+        expected = model.encode(batch.map_x, batch.map_y)  # (m, 2): the map's evenly spaced test images
+    assert frame["codes"].dtype == np.float16 and frame["codes"].shape == (len(digits.test), 2)
     np.testing.assert_allclose(frame["codes"].astype(np.float32), expected.numpy(), rtol=1e-3, atol=1e-3)
-    assert frame["labels"].tolist() == batch.y.tolist()
+    assert frame["labels"].tolist() == batch.map_y.tolist()
+    assert batch.map_index.tolist() == sorted(set(batch.map_index.tolist()))
 
 
 class FakeClock:

@@ -7,7 +7,6 @@ step; a killed worker is reported with its cause and leaves other sessions alone
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -17,8 +16,9 @@ import time
 import pytest
 import torch
 
-from tests.helpers import chart_specs, new_app, no_exception, session_of, stop_reset
+from tests.helpers import chart_specs, new_app, no_exception, session_of, stop_reset, stream_args
 from vaelab.data import load_data
+from vaelab.frame_stream import HUB
 from vaelab.live_worker import STATE_PART_BYTES, _receive_report, _send_report
 from vaelab.training import Trainer
 from vaelab.ui import session as state
@@ -212,10 +212,16 @@ def test_the_page_trains_in_a_worker_and_pause_resume_stop_work(monkeypatch):
         at.run()
     session = session_of(at, "ae")
     assert session.worker is not None and session.history
-    assert any("loss per image" in json.dumps(spec) for spec in chart_specs(at))  # the loss curves (live chart)
-    assert "samples/s" in at.get("progress")[0].proto.text
+    # while it trains, the page draws the stream's components (the browser draws the frames): no live chart, no
+    # progress element of the script's own
+    streams = stream_args(at)
+    assert streams and not chart_specs(at) and not at.get("progress")
+    assert {r["view"] for r in streams[0]["regions"]} >= {"progress", "losses", "reconstructions"}
+    assert HUB.channel_of(streams[0]["token"]) == session.channel  # the tab's subscription to this run
+    progress = [f for f in HUB.newer_than(session.channel, {}) if f.view == "progress"]
+    assert progress and "samples/s" in progress[-1].meta["text"]  # the relay's progress line
     at.button(key="panel.ae.pause").click().run()
-    assert session.status == state.PAUSED
+    assert session.status == state.PAUSED and not stream_args(at)  # the still page again
     assert "samples/s" not in at.get("progress")[0].proto.text and "left" not in at.get("progress")[0].proto.text
     paused_at = session.step
     time.sleep(0.5)

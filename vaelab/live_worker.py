@@ -58,6 +58,10 @@ SETTLE_TIMEOUT_S = 10.0
 # 4 MB message cost about 140 MB of allocations. In the server that was 100 MB/s while the VAE page trained.
 STATE_PART_BYTES = 64 * 1024
 COMPLETE_EVERY_S = 5.0  # a report carries the complete state at least this often (what a dead worker's run keeps)
+# A report carries the weights at most this often: the page's pictures come as frames, and the server's copy of the
+# weights only serves what a control draws on demand. Sending them with every report (4 a second) cost the worker
+# and the server the pickling and loading of the whole model each time.
+WEIGHTS_EVERY_S = 1.0
 # A worker whose run ended waits this long for the server to read its last report (the run's final state), then
 # ends anyway. It waited 30 s: a run that ended while no tab watched it lost its final state to a reader that came
 # later (the keeper of unwatched runs reads within 30 s, vaelab/ui/run_keeper.py). A worker nobody keeps any more is
@@ -293,7 +297,8 @@ class LiveWorker:
             self.frames[frame.view] = frame
         if report.get("state") is not None:
             state = _from_bytes(report["state"])
-            mirror.model.load_state_dict(state["model"])  # a variant resizes what may change size itself
+            if "model" in state:
+                mirror.model.load_state_dict(state["model"])  # a variant resizes what may change size itself
             mirror.step, mirror.epoch, mirror.elapsed = state["step"], state["epoch"], state["elapsed"]
             mirror.error = state["error"]
             mirror.model.set_training_progress(mirror.step / mirror.steps_per_epoch)
@@ -379,6 +384,7 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
 
     sent = 0  # history rows already reported
     completed_at = -math.inf  # when a report last carried the complete state
+    weighed_at = -math.inf  # when a report last carried the weights
     newest: dict[str, Frame] = {}  # frames computed since the last report, the newest of each view
     schedule: ViewSchedule | None = None
     batch = fixed_batch(data, FRAME_IMAGES) if frames else None
@@ -388,7 +394,7 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
             newest.update((frame.view, frame) for frame in schedule.run_due(trainer.model, batch, trainer.step))
 
     def report(final: bool = False, failure: str | None = None, complete: bool = False) -> None:
-        nonlocal sent, completed_at
+        nonlocal sent, completed_at, weighed_at
         base = min(sent, len(trainer.history))
         rows = [dict(r) for r in trainer.history[base:]]
         sent = len(trainer.history)
@@ -396,9 +402,12 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
         if complete:
             completed_at = time.monotonic()
             state = trainer.state_dict(include_history=False)
-        else:  # what the pictures draw from
-            state = {"model": trainer.model.state_dict(), "step": trainer.step, "epoch": trainer.epoch,
-                     "elapsed": trainer.elapsed, "error": trainer.error}
+        else:  # the counters, and now and then the weights (what a control draws from on demand)
+            state = {"step": trainer.step, "epoch": trainer.epoch, "elapsed": trainer.elapsed, "error": trainer.error}
+            if time.monotonic() - weighed_at >= WEIGHTS_EVERY_S:
+                state["model"] = trainer.model.state_dict()
+        if "model" in state:
+            weighed_at = time.monotonic()
         outbox.put({"base": base, "rows": rows, "state": _to_bytes(state), "complete": complete, "final": final,
                     "failure": failure, "frames": [encode_frame(f) for f in newest.values()]})
         newest.clear()
