@@ -137,14 +137,37 @@ def _chart(page, text: str):
     return page.locator('[data-testid="stPlotlyChart"]').filter(has_text=text)
 
 
+STREAM = 'iframe[title$="vaelab_live_stream"]'  # a live region while a run trains (vaelab/ui/live_stream.py)
+# the text of ``selector`` in every live region's frame (null where a frame has none)
+STREAM_TEXTS = """selector => Array.from(document.querySelectorAll('iframe[title$="vaelab_live_stream"]')).map(f => {
+    try { const el = f.contentDocument.querySelector(selector); return el ? el.textContent : null; }
+    catch (e) { return null; } }).filter(t => t)"""
+STREAM_CURVE = """() => Array.from(document.querySelectorAll('iframe[title$="vaelab_live_stream"]')).some(f => {
+    try { return Array.from(f.contentDocument.querySelectorAll('#view-losses path.js-line')).some(
+        p => (p.getAttribute('d') || '').length > 10); } catch (e) { return false; } })"""
+
+
 def _loss_chart_drawn(page) -> None:
-    _chart(page, "train · reconstruction").locator("path.js-line").first.wait_for(state="visible", timeout=WAIT_MS)
+    """A loss curve on screen: drawn by the stream while the run trains, or the still chart."""
+    page.wait_for_function("() => (" + STREAM_CURVE + ")() || Array.from(document.querySelectorAll("
+                           "'[data-testid=\"stPlotlyChart\"]')).some(c => c.textContent.includes('train · ') && "
+                           "c.querySelector('path.js-line'))", timeout=WAIT_MS)
+
+
+def _stream_step(page, selector: str) -> int | None:
+    """The step in a live region's text (``#caption-<view>`` ends "step N"; the progress line "step N/M")."""
+    for text in page.evaluate(STREAM_TEXTS, selector):
+        found = re.search(r"step ([\d,]+)", text)
+        if found:
+            return int(found.group(1).replace(",", ""))
+    return None
 
 
 def _filter_grid_step(page) -> int:
-    """The training step the sparse page's filter grid was drawn at (its caption ends "· step N")."""
-    caption = page.get_by_text(re.compile(r"encoder weights as a .* · step [\d,]+$")).first.inner_text()
-    return int(re.search(r"step ([\d,]+)$", caption.strip()).group(1).replace(",", ""))
+    """The training step of the sparse page's streamed filter grid (its caption ends "· step N")."""
+    page.wait_for_function(f"() => ({STREAM_TEXTS})('#caption-filters').some(t => /step/.test(t))",
+                           timeout=WAIT_MS)
+    return _stream_step(page, "#caption-filters")
 
 
 def _in_browser(app_server, name: str, check) -> None:
@@ -169,13 +192,13 @@ def test_sparse_page_trains_live_in_headless_chromium(app_server):
     def check(page):
         _open_from_root_and_start(page, app_server.url, "Sparse autoencoder", epochs=500)  # outlasts the test
         _loss_chart_drawn(page)
-        page.wait_for_function(FILTER_GRID_LOADED, timeout=WAIT_MS)  # live redraws replace the <img> often
         assert "mnist-5k" in page.get_by_text("Train:").inner_text()
-        # The filters sit in a fragment of their own with a slower timer: it keeps redrawing while training runs.
+        # the filters come from the worker's frames, drawn on a canvas: they follow training with no rerun
         first = _filter_grid_step(page)
         page.wait_for_timeout(4000)
         assert _filter_grid_step(page) > first
-        assert page.get_by_role("button", name="Pause").is_enabled()  # redrawn by the timer, not by the end of the run
+        assert page.frame_locator(STREAM).nth(1).locator("#view-filters canvas").count() == 1
+        assert page.get_by_role("button", name="Pause").is_enabled()
 
     _in_browser(app_server, "sparse", check)
 
@@ -184,34 +207,24 @@ BROKEN_IMAGES = """() => Array.from(document.querySelectorAll('[data-testid="stM
     img => img.complete && img.naturalWidth === 0).length"""
 
 
-def _prior_samples_step(page) -> int | None:
-    """The step in the caption of the VAE page's prior samples ("... prior ... step N"), None before it is drawn."""
-    captions = page.get_by_text(re.compile(r"prior.*step [\d,]+", re.IGNORECASE | re.DOTALL))
-    for i in range(captions.count()):
-        m = re.search(r"step ([\d,]+)(?!\s*/)", captions.nth(i).inner_text())
-        if m:
-            return int(m.group(1).replace(",", ""))
-    return None
-
-
 def test_vae_page_trains_in_a_worker_and_every_picture_follows_in_headless_chromium(app_server):
     def check(page):
         _open_from_root_and_start(page, app_server.url, "Variational autoencoder", epochs=500)  # outlasts the test
         _loss_chart_drawn(page)
-        latent_map = _chart(page, "Posterior means")
-        latent_map.locator("path.point").first.wait_for(state="visible", timeout=WAIT_MS)
-        assert latent_map.locator("path.point").count() >= 500  # the test codes, coloured by digit
-        # the prior samples sit far below the panel: they redraw from the worker's newest weights while it trains
-        page.wait_for_function("() => document.body.innerText.match(/prior[\\s\\S]*step [\\d,]+/i)",
-                               timeout=WAIT_MS)
-        first = _prior_samples_step(page)
+        for view in ("codes", "samples", "reconstructions"):
+            page.wait_for_function(f"() => ({STREAM_TEXTS})('#caption-{view}').some(t => /step/.test(t))",
+                                   timeout=WAIT_MS)
+        assert "1,000 test images" in page.evaluate(STREAM_TEXTS, "#caption-codes")[0]  # the map's test codes
+        first = {view: _stream_step(page, f"#caption-{view}") for view in ("codes", "samples")}
         broken = []
         for _ in range(8):
             page.wait_for_timeout(500)
             broken.append(page.evaluate(BROKEN_IMAGES))
-        assert _prior_samples_step(page) > first
-        assert broken == [0] * len(broken)  # no broken-image icon while the pictures redraw
+        assert all(_stream_step(page, f"#caption-{view}") > step for view, step in first.items())
+        assert broken == [0] * len(broken)  # no broken-image icon on the page while the pictures change
         assert page.get_by_role("button", name="Pause").is_enabled()
+        page.get_by_role("button", name="Pause").click()  # the still page takes over, with its clickable map
+        _chart(page, "Posterior means").locator("path.point").first.wait_for(state="visible", timeout=WAIT_MS)
 
     _in_browser(app_server, "vae", check)
 

@@ -13,7 +13,16 @@ import time
 
 import pytest
 
-from tests.test_browser import WAIT_MS, _chart, _in_browser, _loss_chart_drawn, _open_from_root_and_start, app_server
+from tests.test_browser import (
+    STREAM_TEXTS,
+    WAIT_MS,
+    _chart,
+    _in_browser,
+    _loss_chart_drawn,
+    _open_from_root_and_start,
+    _stream_step,
+    app_server,
+)
 
 __all__ = ["app_server"]  # the fixture, used by name
 
@@ -34,7 +43,12 @@ def ending_grace(monkeypatch):
 
 
 def _step(page) -> int:
-    """The step on the progress line ("Epoch 1/500 · step 123/16,000 · ...")."""
+    """The step on the progress line ("Epoch 1/500 · step 123/16,000 · ..."): the stream's while the run trains."""
+    page.wait_for_function(f"() => ({STREAM_TEXTS})('.progress .text').some(t => /step/.test(t)) || "
+                           "/step [\\d,]+\\//.test(document.body.innerText)", timeout=WAIT_MS)
+    streamed = _stream_step(page, ".progress .text")
+    if streamed is not None:
+        return streamed
     text = page.get_by_text(STEP).first.inner_text()
     return int(STEP.search(text).group(1).replace(",", ""))
 

@@ -46,6 +46,33 @@ pio.templates.default = "plotly_white"
 TITLE_WEIGHT = "bold"
 FONT_WAIT_MS = 1500  # a chart waits at most this long for the font before it draws
 
+# The page's "Source Sans" faces in a component's frame (both of this app's components use it).
+LOAD_FONT_JS = """
+// The page's "Source Sans" faces (Streamlit's style sheet, same origin) added to this frame, whose text would
+// otherwise fall back to another font: a live chart then looks as the same chart drawn still. Never waits long.
+function loadFont() {
+  const faces = [];
+  try {
+    for (const sheet of window.parent.document.styleSheets) {
+      let rules = [];
+      try { rules = sheet.cssRules; } catch (error) { continue; }  // a sheet from another origin
+      for (const rule of rules) {
+        if (rule.type !== 5 || !/Source Sans/.test(rule.style.getPropertyValue("font-family"))) continue;  // @font-face
+        const base = sheet.href || window.parent.location.href;
+        const src = rule.style.getPropertyValue("src").replace(/url\\((['"]?)([^'")]+)\\1\\)/g,
+          (match, quote, url) => 'url("' + new URL(url, base).href + '")');
+        const face = new FontFace(rule.style.getPropertyValue("font-family").replace(/["']/g, ""), src, {
+          weight: rule.style.getPropertyValue("font-weight") || "normal",
+          style: rule.style.getPropertyValue("font-style") || "normal"});
+        document.fonts.add(face);
+        faces.push(face.load().catch(() => null));
+      }
+    }
+  } catch (error) { /* not inside the app's page: the fallback font */ }
+  return Promise.race([Promise.all(faces), new Promise(done => setTimeout(done, __FONT_WAIT_MS__))]);
+}
+""".replace("__FONT_WAIT_MS__", str(FONT_WAIT_MS))
+
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8">
 <style>html, body { margin: 0; padding: 0; overflow: hidden; background: transparent; }</style>
@@ -72,29 +99,7 @@ function loadPlotly() {
     document.head.appendChild(script);  // runs now: window.Plotly
   });
 }
-// The page's "Source Sans" faces (Streamlit's style sheet, same origin) added to this frame, whose text would
-// otherwise fall back to another font: a live chart then looks as the same chart drawn still. Never waits long.
-function loadFont() {
-  const faces = [];
-  try {
-    for (const sheet of window.parent.document.styleSheets) {
-      let rules = [];
-      try { rules = sheet.cssRules; } catch (error) { continue; }  // a sheet from another origin
-      for (const rule of rules) {
-        if (rule.type !== 5 || !/Source Sans/.test(rule.style.getPropertyValue("font-family"))) continue;  // @font-face
-        const base = sheet.href || window.parent.location.href;
-        const src = rule.style.getPropertyValue("src").replace(/url\\((['"]?)([^'")]+)\\1\\)/g,
-          (match, quote, url) => 'url("' + new URL(url, base).href + '")');
-        const face = new FontFace(rule.style.getPropertyValue("font-family").replace(/["']/g, ""), src, {
-          weight: rule.style.getPropertyValue("font-weight") || "normal",
-          style: rule.style.getPropertyValue("font-style") || "normal"});
-        document.fonts.add(face);
-        faces.push(face.load().catch(() => null));
-      }
-    }
-  } catch (error) { /* not inside the app's page: the fallback font */ }
-  return Promise.race([Promise.all(faces), new Promise(done => setTimeout(done, __FONT_WAIT_MS__))]);
-}
+__LOAD_FONT__
 Promise.all([loadPlotly(), loadFont()]).then(start);
 function start() {
 const chart = document.getElementById("chart");
@@ -180,7 +185,7 @@ window.addEventListener("message", event => {
 send("streamlit:componentReady", {apiVersion: 1});
 }
 </script></body></html>
-""".replace("__FONT_WAIT_MS__", str(FONT_WAIT_MS))
+""".replace("__LOAD_FONT__", LOAD_FONT_JS)
 
 
 def component_dir(name: str = "live-chart", page: str = _PAGE) -> Path:

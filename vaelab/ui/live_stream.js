@@ -35,6 +35,9 @@ function loadPlotly() {
   return plotlyReady;
 }
 
+__LOAD_FONT__
+const fontReady = loadFont();
+
 // -- frames: a 4-byte big-endian header length, the JSON header, the arrays' bytes (vaelab/live_frames.py)
 function halfToFloat(h) {
   const s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
@@ -185,8 +188,8 @@ function lossLayout(frame, height) {
   return layout;
 }
 function drawLosses(region, frame, element) {
-  loadPlotly().then(() => {
-    const key = [frame.meta.version, frame.meta.stride, JSON.stringify(frame.meta.panels)].join("|");
+  Promise.all([loadPlotly(), fontReady]).then(() => {
+    const key = [frame.meta.version, frame.meta.stride, JSON.stringify(frame.meta.panels), args.log_y].join("|");
     const {traces, index} = lossTraces(frame);
     const counts = traces.map(t => t.x.length);
     if (lossDrawn && lossDrawn.key === key && counts.every((n, i) => n >= lossDrawn.counts[i])) {
@@ -198,8 +201,10 @@ function drawLosses(region, frame, element) {
     } else {
       const height = region.height || 380;
       element.style.height = height + "px";
-      Plotly.react(element, traces, lossLayout(frame, height),
-        {responsive: true, displaylogo: false, toImageButtonOptions: {filename: args.name + " loss curves"}});
+      const filename = args.name + " loss curves";
+      Plotly.react(element, traces, lossLayout(frame, height), {responsive: true, displaylogo: false,
+        toImageButtonOptions: {filename}, modeBarButtonsToAdd: [{name: "svg", title: "Download plot as SVG",
+          icon: Plotly.Icons.disk, click: gd => Plotly.downloadImage(gd, {format: "svg", filename})}]});
     }
     lossDrawn = {key, counts, index};
     caption(region, (region.title ? region.title + " · " : "") + "step " + frame.step.toLocaleString("en-US"));
@@ -290,7 +295,18 @@ function connect() {
   socket.binaryType = "arraybuffer";
   socket.onmessage = event => { stats.bytes += event.data.byteLength; retries = 0; receive(decode(event.data)); };
   socket.onclose = event => {
-    if (event.code === 4403 || askedRerun) return;  // a token the server does not know, or the run has stopped
+    if (askedRerun) return;  // the run has stopped: the page is being drawn again
+    if (event.code === 4403) {  // a token the server does not know: it restarted, or forgot the run
+      // the page, drawn again, says what happened (its session is new). Streamlit drops a rerun asked for before
+      // its own connection is back, so ask every 2 s: the page drawn again removes this component, and its timer
+      askedRerun = true;
+      let attempt = 0;
+      const ask = () => send("streamlit:setComponentValue",
+        {value: {status: "unknown", attempt: ++attempt}, dataType: "json"});
+      ask();
+      setInterval(ask, 2000);
+      return;
+    }
     retries += 1;
     if (retries < 20) setTimeout(connect, Math.min(5000, 250 * retries));
   };

@@ -21,7 +21,7 @@ import streamlit.components.v1 as components
 
 from vaelab.frame_stream import LIVE_PATH
 from vaelab.plots import CLASS_COLORS, TERM_COLORS
-from vaelab.ui.live_chart import FONT, _white_template, component_dir
+from vaelab.ui.live_chart import FONT, LOAD_FONT_JS, _white_template, component_dir
 from vaelab.ui.live_relay import stream_token
 from vaelab.ui.session import TrainingSession
 
@@ -53,7 +53,8 @@ class Region:
 def page_html() -> str:
     script = (Path(__file__).with_name("live_stream.js").read_text(encoding="utf-8")
               .replace("__CLASS_COLORS__", json.dumps(list(CLASS_COLORS)))
-              .replace("__TERM_COLORS__", json.dumps(list(TERM_COLORS))))
+              .replace("__TERM_COLORS__", json.dumps(list(TERM_COLORS)))
+              .replace("__LOAD_FONT__", LOAD_FONT_JS))
     return f"""<!doctype html>
 <html><head><meta charset="utf-8">
 <style>
