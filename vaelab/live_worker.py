@@ -147,6 +147,7 @@ class LiveWorker:
         self.error: str | None = None  # the worker died or failed: why
         # with ``frames``: the newest frame of each live view the worker computed (vaelab/live_frames.py)
         self.frames: dict[str, Frame] = {}
+        self.reported_at = 0.0  # time.time() in the worker when it wrote its newest report (the rows' freshness)
         self._complete: dict[str, Any] | None = None  # the newest complete state the worker reported
         self._complete_rows = 0  # the history rows at that state
         self._mirror_settled = True  # the mirror holds exactly that state (no later weights applied)
@@ -286,6 +287,7 @@ class LiveWorker:
     def _apply(self, report: dict[str, Any]) -> list[dict[str, Any]]:
         """One report into the mirror: rows (replacing any the worker took back), weights, counters."""
         self._awaiting = False
+        self.reported_at = report.get("at", self.reported_at)
         mirror = self.mirror
         base, rows = report["base"], report["rows"]
         del mirror.history[base:]
@@ -409,7 +411,7 @@ def _train(conn: Any, outbox: queue_module.Queue, variant: str, config_dict: dic
         if "model" in state:
             weighed_at = time.monotonic()
         outbox.put({"base": base, "rows": rows, "state": _to_bytes(state), "complete": complete, "final": final,
-                    "failure": failure, "frames": [encode_frame(f) for f in newest.values()]})
+                    "failure": failure, "frames": [encode_frame(f) for f in newest.values()], "at": time.time()})
         newest.clear()
 
     trainer: Trainer | None = None

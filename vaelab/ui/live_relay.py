@@ -53,13 +53,19 @@ def stream_token(session: state.TrainingSession, hub: FrameHub = HUB) -> str:
     return session.stream_token
 
 
+def made_at(session: state.TrainingSession) -> float:
+    """When the worker wrote the report the run's counters and rows come from (now, without a worker)."""
+    worker = session.worker
+    return worker.reported_at if worker is not None and worker.reported_at else time.time()
+
+
 def progress_frame(session: state.TrainingSession) -> Frame:
     """The progress line as the page writes it, the fraction done and the run's status."""
     trainer = session.trainer
     text = progress_text(trainer, session.running) if trainer is not None else ""
     meta = {"text": text, "fraction": trainer.progress if trainer is not None else 0.0, "status": session.status,
             "version": session.version, "message": session.message or ""}
-    return Frame(PROGRESS, session.step, {}, meta=meta, made_at=time.time())
+    return Frame(PROGRESS, session.step, {}, meta=meta, made_at=made_at(session))
 
 
 def relay_run(session: state.TrainingSession, hub: FrameHub = HUB, relayed: _Relayed | None = None) -> _Relayed:
@@ -72,9 +78,8 @@ def relay_run(session: state.TrainingSession, hub: FrameHub = HUB, relayed: _Rel
         return relayed
     if relayed.losses is None:
         relayed.losses = LossSeries(exclude=getattr(session.model, "diagnostic_terms", ()))
-    now = time.time()
     if relayed.losses.take(session.history):
-        hub.publish(session.channel, relayed.losses.frame(session.version, session.step, now))
+        hub.publish(session.channel, relayed.losses.frame(session.version, session.step, made_at(session)))
     worker = session.worker
     for view, frame in list(worker.frames.items()) if worker is not None else ():
         if relayed.frames.get(view) != frame.made_at:
