@@ -67,6 +67,10 @@ WEIGHTS_EVERY_S = 1.0
 # later (the keeper of unwatched runs reads within 30 s, vaelab/ui/run_keeper.py). A worker nobody keeps any more is
 # killed (LiveWorker.__del__), and one whose server went away ends at once (its pipe breaks).
 FINAL_REPORT_WAIT_S = 1800.0
+# A live worker runs below the server's priority: when more runs train than there are cores, the server (it relays
+# every run's frames and answers every click) still gets the CPU it asks for, and the workers share the rest. At equal
+# priority, sixteen workers on two cores left the server a seventeenth of them, and every picture came seconds late.
+WORKER_NICENESS = 10
 # this process's running workers (new ones take their share of the cores); weak, so that a run nobody keeps any more
 # takes its worker with it (LiveWorker.__del__): a strong set kept every worker training for good
 _live_workers: weakref.WeakSet[LiveWorker] = weakref.WeakSet()
@@ -358,6 +362,8 @@ def _worker_main(conn: Any, variant: str, config: dict[str, Any], data: Any, see
     writer = threading.Thread(target=_write_reports, args=(conn, outbox), daemon=True)
     writer.start()  # before the memory limit: a thread's stack counts against it
     _init_worker(threads, limit_mb)
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
+        os.nice(WORKER_NICENESS)
     try:
         _train(conn, outbox, variant, config, data, seed, device, state, frames)
     finally:
