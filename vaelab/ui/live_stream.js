@@ -12,7 +12,7 @@ const PAD = 1, PAD_GREY = 128;
 let args = null, socket = null, started = false, plotlyReady = null, askedRerun = false, frameHeight = 0;
 const pending = new Map();  // view -> newest undrawn frame
 const drawnAt = new Map();  // view -> step drawn
-const stats = {frames: 0, ages: [], bytes: 0};
+const stats = {frames: 0, ages: [], bytes: 0, step: null};
 window.__vaelabStream = stats;  // read by benchmarks and browser tests
 
 function loadPlotly() {
@@ -99,7 +99,10 @@ function receive(frame) {
   stats.frames += 1;
   if (frame.madeAt) stats.ages.push(Date.now() / 1000 - frame.madeAt);
   if (stats.ages.length > 5000) stats.ages.splice(0, 1000);
-  if (frame.view === "progress") checkStatus(frame);
+  if (frame.view === "progress") {
+    stats.step = frame.step;  // the newest step, drawn or not (a region off screen waits to be seen)
+    checkStatus(frame);
+  }
   if (!regionOf(frame.view)) return;
   pending.set(frame.view, frame);
   drawPending();
