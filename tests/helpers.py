@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,21 @@ def stop_reset(at: AppTest, variant: str) -> AppTest:
     return at
 
 
+RUN_WAIT_S = 180.0  # a test's run trains for seconds: a run still going after this long is a failure
+
+
 def run_until_stopped(at: AppTest, variant: str = "ae", max_runs: int = 300) -> list[int]:
-    """Run chunk after chunk until the run stops; the history length before and after each run."""
+    """Until the run stops: with a worker (the app's backend) wait for it, then run the page once; inline, run chunk
+    after chunk. The history length before and after each page run."""
     lengths = [len(session_of(at, variant).history)]
+    if session_of(at, variant).backend == "worker":
+        deadline = time.monotonic() + RUN_WAIT_S
+        while session_of(at, variant).running:
+            assert time.monotonic() < deadline, f"training still running after {RUN_WAIT_S:.0f} s"
+            time.sleep(0.1)
+        at.run()
+        lengths.append(len(session_of(at, variant).history))
+        return lengths
     for _ in range(max_runs):
         if not session_of(at, variant).running:
             return lengths
