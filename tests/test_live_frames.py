@@ -126,8 +126,10 @@ def test_samples_come_from_the_same_draws_every_time_and_leave_the_global_random
 @pytest.mark.parametrize(("variant", "config", "views"), [
     ("ae", {"hidden_sizes": (16,), "code_size": 4}, ["reconstructions"]),
     ("ae", {"hidden_sizes": (), "code_size": 2}, ["reconstructions", "codes"]),
-    ("sparse", {}, ["reconstructions", "filters"]),
-    ("vae", {"hidden_sizes": (16,), "latent_dim": 2}, ["reconstructions", "codes", "samples"]),
+    ("sparse", {}, ["reconstructions", "filters", "activations"]),
+    ("denoising", {"hidden_sizes": (16,), "code_size": 4}, ["denoised"]),
+    ("vae", {"hidden_sizes": (16,), "latent_dim": 2}, ["reconstructions", "codes", "manifold", "samples"]),
+    ("vae", {"hidden_sizes": (16,), "latent_dim": 3}, ["reconstructions", "samples"]),
     ("ae-gmm", {"hidden_sizes": (16,), "code_size": 2}, ["reconstructions", "codes", "samples"]),
 ])
 def test_each_page_gets_the_views_it_draws_live(digits, variant, config, views):
@@ -141,4 +143,26 @@ def test_each_page_gets_the_views_it_draws_live(digits, variant, config, views):
         model.on_epoch_end(digits.train.images, digits.train.labels)  # its mixture fitted, as after an epoch
     for view in views_for(variant, model):  # every view computes on a fresh model, and its arrays go on the wire
         arrays = view.compute(model, batch)
-        assert all(a.dtype in (np.uint8, np.float16) for a in arrays.values())
+        assert all(a.dtype in (np.uint8, np.float16, np.float32) for a in arrays.values())
+
+
+def test_the_activation_and_manifold_frames_are_the_pages_numbers_and_pixels(digits):
+    from vaelab.analysis import generation, inference
+    from vaelab.live_frames import MANIFOLD_N, activations, manifold
+
+    sparse = _trained("sparse", digits, hidden_sizes=(), code_size=16, rho=0.1)
+    batch = fixed_batch(digits, 5, n_map=200)
+    frame = activations(sparse, batch)
+    expected = inference.encode_dataset(sparse, batch.map_x).mean(axis=0)  # (units,): what the page's histogram bins
+    np.testing.assert_allclose(frame["means"], expected, rtol=1e-5, atol=1e-7)
+    assert frame["rho"].tolist() == [pytest.approx(0.1)]
+    assert "rho" not in activations(_trained("ksparse", digits, hidden_sizes=(), code_size=16, k=4), batch)
+
+    vae = _trained("vae", digits, hidden_sizes=(16,), latent_dim=2)
+    tiles = manifold(vae, batch)["tiles"]  # (n*n, 8, 8)
+    page = generation.manifold_grid(vae, MANIFOLD_N, digits.image_shape)  # (n*8, n*8) in [0, 1], no gaps
+    assert tiles.shape == (MANIFOLD_N ** 2, 8, 8)
+    for k in (0, 7, MANIFOLD_N ** 2 - 1):
+        r, c = divmod(k, MANIFOLD_N)
+        drawn = page[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+        assert np.abs(tiles[k].astype(int) - np.round(drawn * 255).astype(int)).max() <= 1

@@ -136,6 +136,31 @@ def samples(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
     return {"samples": to_uint8(drawn, batch.image_shape)}
 
 
+def activations(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"means": (units,) float32, "rho": (1,) float32 where the model has a target}: each code unit's mean
+    activation over the map's test images (the sparse pages' histogram of rho_hat)."""
+    x = batch.x if batch.map_x is None else batch.map_x
+    codes = run_model(model, model.encode, x)  # (m, units)
+    out = {"means": codes.mean(dim=0).float().numpy()}
+    rho = getattr(getattr(model, "config", None), "rho", None)
+    if rho is not None:
+        out["rho"] = np.array([rho], dtype=np.float32)
+    return out
+
+
+MANIFOLD_N = 15  # the VAE page's manifold grid, n x n
+
+
+def manifold(model: Variant, batch: FixedBatch) -> dict[str, np.ndarray]:
+    """{"tiles": (n*n, H, W) uint8}: the decodings of the n x n grid z = Phi^-1(p) of a 2-D latent, row-major as the
+    page draws them (analysis.generation.manifold_latents)."""
+    from vaelab.analysis.generation import manifold_latents
+
+    z = torch.from_numpy(manifold_latents(MANIFOLD_N))  # (n*n, 2)
+    decoded = run_model(model, model.decode, z)  # (n*n, D)
+    return {"tiles": to_uint8(decoded, batch.image_shape)}
+
+
 @dataclass(frozen=True)
 class LiveView:
     name: str
@@ -149,21 +174,27 @@ VIEWS = {
     "filters": LiveView("filters", 1.0, filters),
     "samples": LiveView("samples", 1.0, samples),
     "denoised": LiveView("denoised", 0.5, denoised),
+    "activations": LiveView("activations", 1.0, activations),
+    "manifold": LiveView("manifold", 1.0, manifold),
 }
 MAX_MAPPED_CODE = 2  # codes are streamed for a map only when they are 1-D or 2-D
 FILTER_PAGES = ("sparse", "ksparse")  # the pages that draw first-layer filters while a run trains
+MANIFOLD_PAGES = ("vae",)  # the pages that draw a 2-D latent's manifold
 
 
 def views_for(variant: str, model: Variant) -> list[LiveView]:
     """The views of this module that ``variant``'s page draws live: reconstructions on every page (the denoising
-    page: original, corrupted and cleaned rows); filters where
-    the page shows them; the codes of a 1-D or 2-D code space (a latent map); samples from a generative model.
-    A page's other live pictures (ELBO splits, estimator variances, style grids) are not frames yet."""
+    page: original, corrupted and cleaned rows); filters and the units' mean activations where
+    the page shows them; the codes of a 1-D or 2-D code space (a latent map); the VAE's manifold of a 2-D latent;
+    samples from a generative model. A page's other pictures (estimator variances, the exact posterior) are drawn
+    on demand."""
     chosen = [VIEWS["denoised" if variant == "denoising" else "reconstructions"]]
     if variant in FILTER_PAGES:
-        chosen.append(VIEWS["filters"])
+        chosen += [VIEWS["filters"], VIEWS["activations"]]
     if model.code_dim <= MAX_MAPPED_CODE:
         chosen.append(VIEWS["codes"])
+    if variant in MANIFOLD_PAGES and model.code_dim == 2:
+        chosen.append(VIEWS["manifold"])
     if model.generative:
         chosen.append(VIEWS["samples"])
     return chosen

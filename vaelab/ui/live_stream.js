@@ -128,6 +128,7 @@ function draw(region, frame, element) {
   if (region.kind === "losses") return drawLosses(region, frame, element);
   if (region.kind === "images") return drawImages(region, frame, element);
   if (region.kind === "scatter") return drawScatter(region, frame, element);
+  if (region.kind === "bars") return drawHistogram(region, frame, element);
 }
 function caption(region, text) {
   const element = document.getElementById("caption-" + region.view);
@@ -285,6 +286,45 @@ function drawScatter(region, frame, element) {
     ctx.fillStyle = "#444"; ctx.fillText(String(k), x + 13, 17); x += 30;
   }
   caption(region, (region.title ? region.title + " · " : "") + n.toLocaleString("en-US") + " test images · step "
+    + frame.step.toLocaleString("en-US"));
+}
+
+// -- a histogram of the units' mean activations, the target rho as a line where the model has one
+const BINS = 25;
+function drawHistogram(region, frame, element) {
+  const means = Array.from(frame.arrays.means.data).filter(Number.isFinite);
+  const rho = frame.arrays.rho ? frame.arrays.rho.data[0] : null;
+  const top = Math.max(1e-6, ...means, rho || 0), counts = new Array(BINS).fill(0);
+  for (const m of means) counts[Math.min(BINS - 1, Math.floor(m / top * BINS))] += 1;
+  const height = region.height || 260, margin = 36;
+  let canvas = element.querySelector("canvas");
+  if (!canvas) { canvas = document.createElement("canvas"); element.appendChild(canvas); }
+  const ratio = window.devicePixelRatio || 1, width = element.clientWidth || 400;
+  canvas.width = width * ratio; canvas.height = height * ratio;
+  canvas.style.width = width + "px"; canvas.style.height = height + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  const most = Math.max(1, ...counts), plotW = width - 2 * margin, plotH = height - 2 * margin;
+  ctx.fillStyle = TERM_COLORS[0];
+  counts.forEach((c, i) => {
+    const h = c / most * plotH;
+    ctx.fillRect(margin + i * plotW / BINS + 1, height - margin - h, plotW / BINS - 2, h);
+  });
+  ctx.strokeStyle = "#ccc"; ctx.strokeRect(margin, margin, plotW, plotH);
+  ctx.fillStyle = "#444"; ctx.font = "12px " + args.font;
+  ctx.fillText("0", margin, height - margin + 14);
+  ctx.fillText(top.toPrecision(2), width - margin - 24, height - margin + 14);
+  ctx.fillText("ρ̂ⱼ", width / 2, height - 6);
+  ctx.fillText(String(most), 4, margin + 10);
+  ctx.fillText("units", 4, margin - 8);
+  if (rho !== null) {
+    const x = margin + rho / top * plotW;
+    ctx.strokeStyle = TERM_COLORS[1]; ctx.setLineDash([5, 4]); ctx.beginPath();
+    ctx.moveTo(x, margin); ctx.lineTo(x, height - margin); ctx.stroke(); ctx.setLineDash([]);
+    ctx.fillStyle = TERM_COLORS[1]; ctx.fillText("ρ = " + rho.toPrecision(2), x + 4, margin + 12);
+  }
+  caption(region, (region.title ? region.title + " · " : "") + means.length + " units · step "
     + frame.step.toLocaleString("en-US"));
 }
 

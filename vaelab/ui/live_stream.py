@@ -26,7 +26,7 @@ from vaelab.ui.live_relay import stream_token
 from vaelab.ui.session import TrainingSession
 
 NAME = "vaelab_live_stream"
-KINDS = ("progress", "losses", "images", "scatter")
+KINDS = ("progress", "losses", "images", "scatter", "bars")
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,8 @@ def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None =
 
 STREAMED_TITLES = {"reconstructions": "Top: test images; bottom: reconstructions",
                    "denoised": "Top to bottom: test images, corrupted, cleaned",
-                   "filters": "First-layer filters", "samples": "Samples", "codes": "Codes of"}
+                   "filters": "First-layer filters", "samples": "Samples", "codes": "Codes of",
+                   "activations": "Mean activation ρ̂ⱼ of the code units", "manifold": "Manifold: z = Φ⁻¹(p)"}
 
 
 def lesson_regions(session: TrainingSession) -> list[Region]:
@@ -214,7 +215,11 @@ def lesson_regions(session: TrainingSession) -> list[Region]:
         elif view.name == "codes":
             regions.append(Region("codes", "scatter", STREAMED_TITLES["codes"], height=360))
         elif view.name == "samples":
-            regions.append(Region("samples", "images", STREAMED_TITLES["samples"], scale=3))
+            regions.append(Region("samples", "images", STREAMED_TITLES["samples"], ncols=5, scale=2))
+        elif view.name == "activations":
+            regions.append(Region("activations", "bars", STREAMED_TITLES["activations"], height=260))
+        elif view.name == "manifold":
+            regions.append(Region("manifold", "images", STREAMED_TITLES["manifold"], ncols=15, scale=1))
     return regions
 
 
