@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,15 @@ def run_until_stopped(at: AppTest, variant: str = "ae", max_runs: int = 300) -> 
         at.run()
         lengths.append(len(session_of(at, variant).history))
     raise AssertionError(f"training still running after {max_runs} runs")
+
+
+def wait_for(at: AppTest, variant: str, done: Callable[[TrainingSession], bool], what: str = "the run") -> None:
+    """Wait (the worker trains, the relay brings its reports in) until ``done(session)``, then run the page once."""
+    deadline = time.monotonic() + RUN_WAIT_S
+    while not done(session_of(at, variant)):
+        assert time.monotonic() < deadline, f"{what}: not there after {RUN_WAIT_S:.0f} s"
+        time.sleep(0.05)
+    at.run()
 
 
 def train_to_the_end(at: AppTest, variant: str, max_runs: int = 300) -> list[int]:

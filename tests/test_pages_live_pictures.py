@@ -16,7 +16,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.helpers import no_exception, open_page, session_of, set_form
+from tests.helpers import no_exception, open_page, session_of, set_form, stop_reset, stream_args, wait_for
 from vaelab.figure_export import read_png_text
 from vaelab.ui import charts, images, posterior_views, training_panel
 
@@ -111,46 +111,60 @@ def steps_shown(drawings: Drawings, starts: dict[str, list[str]], panel: tuple[s
     return shown
 
 
+LONG = {"epochs": 500, "batch_size": 100}  # a run that trains through the test (Stop / Reset ends it)
+
+
+def _start_exploring(at, variant: str, form: dict) -> object:
+    """Start a long run with ``form``, wait for its first steps, turn on "Explore the model now"."""
+    set_form(at, variant, {**LONG, **form})
+    at.button(key=f"panel.{variant}.start").click().run()
+    wait_for(at, variant, lambda s: s.step > 0, "the first steps")
+    at.toggle(key=f"panel.{variant}.explore_live").set_value(True)
+    return session_of(at, variant)
+
+
 @pytest.mark.parametrize(("variant", "module", "form", "starts"), PAGES, ids=[p[0] for p in PAGES])
 def test_every_weight_dependent_picture_follows_training_in_the_live_views(drawings, variant, module, form, starts,
                                                                           monkeypatch):
-    # the VAE's KL bars are a paced summary (worked out again every few seconds while training: tests/test_app.py
-    # test_paced_cached_...); here every redraw, so that each chunk's step shows
-    monkeypatch.setattr(posterior_views, "SUMMARY_EVERY_SECONDS", 0.0)
+    """While a run trains, the page's pictures beyond the stream are drawn on demand ("Explore the model now"), each
+    from the weights of that moment, and drawn again at the next page run from the newer weights."""
+    monkeypatch.setattr(posterior_views, "SUMMARY_EVERY_SECONDS", 0.0)  # the KL bars worked out at every draw
+    starts = {kind: [s for s in wanted if s not in PANEL_PICTURES] for kind, wanted in starts.items()}  # streamed
     at = open_page(f"pages/{module}.py")
-    set_form(at, variant, {**TINY, **form}, chunk_steps=10)
-    at.button(key=f"panel.{variant}.start").click().run()
-    session = session_of(at, variant)
+    session = _start_exploring(at, variant, form)
     if variant == "ae-gmm":  # mixture samples exist once a mixture is fitted: at the end of the first epoch
-        for _ in range(20):
-            if session.model is not None and bool(session.model.mixture_fitted):
-                break
-            at.run()
-    drawings.clear()
-    at.run()
-    no_exception(at)
-    assert session.running, session.message
-    first = steps_shown(drawings, starts)
-    assert all(step == session.step for step in first.values()), (first, session.step)
-    drawings.clear()
-    at.run()  # one more chunk of training
-    no_exception(at)
-    second = steps_shown(drawings, starts)
-    assert all(step == session.step for step in second.values()), (second, session.step)
-    assert all(second[name] > first[name] for name in starts["images"] + starts["charts"]), (first, second)
+        wait_for(at, variant, lambda s: bool(s.model.mixture_fitted), "the first mixture")
+    try:
+        drawings.clear()
+        at.run()
+        no_exception(at)
+        assert session.running, session.message
+        first = steps_shown(drawings, starts)
+        assert len(set(first.values())) == 1, first  # one state of the weights for every picture
+        step = session.step
+        wait_for(at, variant, lambda s: s.step > step, "more steps")
+        drawings.clear()
+        at.run()
+        no_exception(at)
+        second = steps_shown(drawings, starts)
+        assert len(set(second.values())) == 1, second
+        assert all(second[name] > first[name] for name in starts["images"] + starts["charts"]), (first, second)
+        if variant in ("ae", "vae"):
+            assert "reconstructions" in {r["view"] for args in stream_args(at) for r in args["regions"]}
+    finally:
+        stop_reset(at, variant)
 
 
 def test_every_image_grid_downloads_as_a_png_with_its_caption_and_charts_keep_their_keys(drawings):
     at = open_page("pages/vae.py")
-    set_form(at, "vae", {**TINY, "hidden_sizes": "16", "latent_dim": 2}, chunk_steps=10)
-    at.button(key="panel.vae.start").click().run()
+    _start_exploring(at, "vae", {"hidden_sizes": "16", "latent_dim": 2})
     drawings.clear()
     at.run()
     no_exception(at)
     pngs = [b for b in at.get("download_button") if "png." in b.proto.id]
     stems = {b.proto.id.split("png.", 1)[1] for b in pngs}
     for stem in ("vae-prior-samples", "vae-manifold", "vae-interpolation", "vae-latent-traversal",
-                 "vae-decoding-of-the-sliders", "picked-test-image", "test-images-over-reconstructions"):
+                 "vae-decoding-of-the-sliders", "picked-test-image"):
         assert stem in stems, stems
     assert len(pngs) == len(at.image) == len(drawings.images)  # one button per picture
     assert all(b.proto.ignore_rerun and b.proto.label == "PNG" for b in pngs)  # a download never reruns the page
@@ -163,7 +177,8 @@ def test_every_image_grid_downloads_as_a_png_with_its_caption_and_charts_keep_th
         assert read_png_text(samples)["Title"] == "VAE prior samples"
 
     live_charts = [c.proto.id for c in at.get("component_instance") if "vaelab_live_chart" in c.proto.component_name]
-    assert len(live_charts) >= 3  # while training, the page's charts are live charts (vaelab/ui/live_chart.py)
-    at.run()  # one more chunk: new figures, the same elements (a still chart's id follows its figure)
+    assert len(live_charts) >= 2  # while training, the page's charts are live charts (vaelab/ui/live_chart.py)
+    at.run()  # drawn again from newer weights: new figures, the same elements (a still chart's id follows its figure)
     assert [c.proto.id for c in at.get("component_instance")
             if "vaelab_live_chart" in c.proto.component_name] == live_charts
+    stop_reset(at, "vae")

@@ -351,7 +351,8 @@ def test_stop_reset_drops_what_the_runs_views_kept_the_gap_curves_copy_of_the_we
     fill_form(at, "vae", {"hidden_sizes": "32", "latent_dim": 2, "epochs": 50, "batch_size": 50})
     at.run()
     at.button(key="panel.vae.start").click().run()
-    for _ in range(3):
+    at.toggle(key="panel.vae.explore_live").set_value(True).run()  # the page's views, drawn while it trains
+    for _ in range(2):
         at.run()
     session = session_of(at, "vae")
     assert session.running and "vae.gap_curve" in session.run_views  # the views kept their state while it trained

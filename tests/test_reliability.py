@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from tests.helpers import (
     run_until_stopped,
     session_of,
     set_form,
+    stop_reset,
+    wait_for,
 )
 from vaelab import cli, data, training
 from vaelab.checkpoints import CheckpointError, list_checkpoints, load_checkpoint, save_trainer
@@ -243,6 +246,9 @@ def test_lr_10_in_the_app_pauses_with_a_message_restores_finite_weights_and_save
 
 
 def test_after_a_divergence_the_run_resumes_from_the_restored_weights_with_a_new_lr(monkeypatch):
+    # the divergence is made by replacing the model's loss in this process: the page's run trains inline here (the
+    # same Trainer a worker runs; tests/test_live_worker.py covers a worker's failures)
+    monkeypatch.setenv("VAELAB_LIVE_BACKEND", "inline")
     at = _ae_page(chunk_steps=2, epochs=5)
     at.button(key="panel.ae.start").click().run()
     at.run()
@@ -465,21 +471,20 @@ def test_two_app_sessions_keep_separate_runs_and_share_whole_files():
     second.number_input(key="vaelab.seed").set_value(7).run()
     first.button(key="panel.ae.start").click().run()
     second.button(key="panel.ae.start").click().run()
-    for _ in range(3):
-        first.run()
-        second.run()
+    wait_for(first, "ae", lambda s: s.step > 0, "the first session's steps")
+    wait_for(second, "ae", lambda s: s.step > 0, "the second session's steps")
     a, b = session_of(first), session_of(second)
-    assert a is not b and a.trainer is not b.trainer
+    assert a is not b and a.trainer is not b.trainer and a.worker is not b.worker
     assert (a.trainer.config.code_size, b.trainer.config.code_size) == (2, 3)
     assert (a.trainer.seed, b.trainer.seed) == (0, 7)
-    assert a.trainer.step == b.trainer.step > 0 and a.history is not b.history
+    assert a.history is not b.history
 
     first.button(key="panel.ae.pause").click().run()
     paused, other = a.trainer.step, b.trainer.step
-    for _ in range(2):
-        second.run()
+    wait_for(second, "ae", lambda s: s.step > other or not s.running, "the second session's next steps")
+    time.sleep(0.3)
     first.run()
-    assert a.status == "paused" and a.trainer.step == paused and b.trainer.step == other + 10
+    assert a.status == "paused" and a.trainer.step == paused and b.trainer.step > other  # one paused, one trains
 
     first.text_input(key="panel.ae.save_name").set_value("ours").run()
     first.button(key="panel.ae.save").click().run()
@@ -601,22 +606,26 @@ def _widget_states(at: AppTest) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 def test_a_long_live_session_keeps_memory_history_and_state_bounded():
-    at = _ae_page(chunk_steps=1, epochs=200)
+    at = _ae_page(epochs=200)
     at.button(key="panel.ae.start").click().run()
     session = session_of(at)
-    for _ in range(20):  # warm up: every view drawn, caches filled
+    for _ in range(20):  # warm up: the page drawn while its worker trains
         at.run()
+        time.sleep(0.02)
     gc.collect()
     rss0, figures0, widgets0 = _rss_mb(), _live_figures(), _widget_states(at)
-    for _ in range(100):
+    step0 = session.step
+    for _ in range(100):  # a hundred reruns (clicks) while the run trains
         at.run()
+        time.sleep(0.02)
     no_exception(at)
     gc.collect()
     trainer = session.trainer
-    assert session.running and trainer.step == 121 and session.redraws >= 120
-    # one train row per one-step chunk plus one test row per epoch: linear in the steps, nothing else
-    assert len(session.history) == trainer.step + trainer.epoch
+    assert session.running and trainer.step > step0
+    # train rows at most one per step, one test row per epoch: linear in the steps, nothing else
+    assert len(session.history) <= trainer.step + trainer.epoch + 1
     assert len(session.results) <= MAX_RESULTS_PER_NAME * 2  # the page's cached views: newest few only
-    assert _widget_states(at) == widgets0  # a fresh chart key per redraw leaves no state behind
+    assert _widget_states(at) == widgets0  # the stream's components keep their keys: no state left behind
     assert _live_figures() <= figures0 + 2  # figures are drawn and dropped, not accumulated
-    assert _rss_mb() - rss0 < 100, f"RSS grew from {rss0:.0f} MB to {_rss_mb():.0f} MB in 100 chunks"
+    assert _rss_mb() - rss0 < 100, f"RSS grew from {rss0:.0f} MB to {_rss_mb():.0f} MB in 100 page runs"
+    stop_reset(at, "ae")

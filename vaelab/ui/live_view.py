@@ -35,6 +35,7 @@ from vaelab.live_frames import fixed_test_indices, run_model, views_for
 from vaelab.ui import session as state
 from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
+from vaelab.ui.lease import RunBusy
 from vaelab.ui.live_stream import Region, live_region
 from vaelab.ui.progress import progress_text
 from vaelab.ui.session import TrainingSession, get_session
@@ -246,8 +247,13 @@ def _streamed(session: TrainingSession, key_prefix: str, extra_views: ExtraViews
                              "They are drawn once, and again at each change of a control; Pause or the end of "
                              "the run draws them all.")
     if explore:
-        st.caption(f"Drawn at step {session.step:,}: a control you change draws them again at the step of then.")
-        extra_views(session)
+        try:
+            with session.lease.driving():  # the relay brings no weights in while they are drawn from
+                st.caption(f"Drawn at step {session.step:,}: a control you change draws them again at the step of "
+                           "then.")
+                extra_views(session)
+        except RunBusy as busy:
+            st.info(f"Not drawn now: {busy}.")
     else:
         st.caption("The pictures above follow training as it runs. The page's other pictures are drawn when "
                    "training pauses or ends, or now with **Explore the model now**.")

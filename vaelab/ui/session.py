@@ -406,7 +406,7 @@ def paced_cached(session: TrainingSession, name: str, compute: Callable[[], Any]
     the newest one is ``every_seconds`` old: a heavy picture (an 80 x 80 mixture density, 1,024 gradient estimates)
     follows training a few seconds behind instead of taking every redraw's time from the rest of the page."""
     stamp_key = (name, session.version, *key)
-    if session.running:
+    if _paced(session):
         found = latest_cached(session, name, *key)
         stamp = session.computed_at.get(stamp_key)
         fresh = stamp is not None and time.monotonic() - stamp < every_seconds
@@ -438,9 +438,15 @@ def new_redraw(session: TrainingSession) -> None:
     session.work_slots = WORK_SLOTS_PER_REDRAW
 
 
+def _paced(session: TrainingSession) -> bool:
+    """Whether redraws ration heavy summaries: only an inline run that trains in the page's own redraws. A worker's
+    run is drawn by the browser from its stream; the page draws its summaries on demand, all of them at once."""
+    return session.running and session.backend == "inline"
+
+
 def has_work_slot(session: TrainingSession) -> bool:
-    """Whether this redraw may still work out a heavy summary (always, when the run is not training)."""
-    return not session.running or session.work_slots > 0
+    """Whether this redraw may still work out a heavy summary (always, but while an inline run trains)."""
+    return not _paced(session) or session.work_slots > 0
 
 
 def take_work_slot(session: TrainingSession) -> bool:
@@ -450,7 +456,7 @@ def take_work_slot(session: TrainingSession) -> bool:
     the picked image's posterior, the mean gap, estimator variances) take turns, one per redraw: when several fell
     due in one redraw, it took 2 to 3 s, and every picture of the page waited for it (the VAE's captions were up to
     3.4 s behind the progress line)."""
-    if not session.running:
+    if not _paced(session):
         return True
     if session.work_slots <= 0:
         return False
