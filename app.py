@@ -41,17 +41,14 @@ map_large_blocks()  # what a run's redraws allocated goes back to the OS after S
 
 def render_sidebar() -> None:
     from vaelab.live_worker import warm_up_in_background
-    from vaelab.ui.session import live_backend
+    from vaelab.ui.live_relay import start_relay
+    from vaelab.ui.run_keeper import start_keeper
     from vaelab.ui.sidebar import render_sidebar  # imports torch and loads the dataset
 
     render_sidebar()
-    if live_backend() == "worker":
-        from vaelab.ui.live_relay import start_relay
-        from vaelab.ui.run_keeper import start_keeper
-
-        warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
-        start_keeper()  # once: runs nobody watches are brought in, paused after a grace period and autosaved
-        start_relay()  # once: every training run's reports taken in, its frames relayed to its tab
+    warm_up_in_background()  # once: the training processes' forkserver, so the first Start need not wait
+    start_keeper()  # once: runs nobody watches are brought in, paused after a grace period and autosaved
+    start_relay()  # once: every training run's reports taken in, its frames relayed to its tab
 
 
 def view_bar(bar, spec: PageSpec) -> None:

@@ -195,7 +195,7 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs; load {load_average():.2f}", flush=True)
     ok = True
     with tempfile.TemporaryDirectory(prefix="vaelab-probe-") as tmp, sync_playwright() as p:
-        server = start_server(Path(tmp), {"VAELAB_LIVE_BACKEND": "worker"})
+        server = start_server(Path(tmp))
         browser = launch_browser(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})

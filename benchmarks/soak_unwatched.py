@@ -223,7 +223,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     workdir = Path(tempfile.mkdtemp(prefix="vaelab-soak-unwatched-"))
-    server = start_server(workdir, {"VAELAB_UNWATCHED_GRACE_S": str(args.grace), "VAELAB_LIVE_BACKEND": "worker"})
+    server = start_server(workdir, {"VAELAB_UNWATCHED_GRACE_S": str(args.grace)})
     pid = server.process.pid
     print(f"server pid {pid}, grace {args.grace:.0f} s, {args.minutes:.0f} min, load {load_average():.2f}",
           flush=True)

@@ -12,8 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST_TEST = REPO.parent / "shared" / "datasets" / "mnist-test"
 
 os.environ.setdefault("VAELAB_DATASET", "mnist-5k")  # the app's default dataset: no network in tests
-# Every test trains as the app does: in a worker process, its reports taken in by the relay thread.
-os.environ.setdefault("VAELAB_LIVE_BACKEND", "worker")
 
 # The tests' models are tiny: one thread is faster than two fighting over a shared 2-core machine.
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """Helpers the test files share: AppTest builders and checks, readers of drawn Plotly charts, small data slices.
 
-AppTest does not tick ``st.fragment(run_every=...)`` by itself: each ``at.run()`` executes the whole page, the live
-fragment included, so one run advances training by one chunk (at most ``session.chunk_steps`` steps).
+A run trains in its worker process while the test waits (``wait_for``, ``run_until_stopped``): the relay thread
+brings its reports in, and the next ``at.run()`` draws the page as it is then.
 """
 
 from __future__ import annotations
@@ -62,11 +62,8 @@ def fill_form(at: AppTest, variant: str, values: dict[str, Any]) -> None:
             at.number_input(key=key).set_value(value)
 
 
-def set_form(at: AppTest, variant: str, values: dict[str, Any], chunk_steps: int | None = 10,
-             errors_allowed: bool = False) -> AppTest:
-    """Cap each live chunk at ``chunk_steps`` steps (a run spans several chunks however fast the machine is), set
-    the form's fields and run once: no exception, and no error message unless ``errors_allowed``."""
-    session_of(at, variant).chunk_steps = chunk_steps
+def set_form(at: AppTest, variant: str, values: dict[str, Any], errors_allowed: bool = False) -> AppTest:
+    """Set the form's fields and run once: no exception, and no error message unless ``errors_allowed``."""
     fill_form(at, variant, values)
     at.run()
     no_exception(at)
@@ -86,24 +83,17 @@ def stop_reset(at: AppTest, variant: str) -> AppTest:
 RUN_WAIT_S = 180.0  # a test's run trains for seconds: a run still going after this long is a failure
 
 
-def run_until_stopped(at: AppTest, variant: str = "ae", max_runs: int = 300) -> list[int]:
-    """Until the run stops: with a worker (the app's backend) wait for it, then run the page once; inline, run chunk
-    after chunk. The history length before and after each page run."""
+def run_until_stopped(at: AppTest, variant: str = "ae") -> list[int]:
+    """Wait until the run stops (its worker trains meanwhile), then run the page once: the history length before and
+    after."""
     lengths = [len(session_of(at, variant).history)]
-    if session_of(at, variant).backend == "worker":
-        deadline = time.monotonic() + RUN_WAIT_S
-        while session_of(at, variant).running:
-            assert time.monotonic() < deadline, f"training still running after {RUN_WAIT_S:.0f} s"
-            time.sleep(0.1)
-        at.run()
-        lengths.append(len(session_of(at, variant).history))
-        return lengths
-    for _ in range(max_runs):
-        if not session_of(at, variant).running:
-            return lengths
-        at.run()
-        lengths.append(len(session_of(at, variant).history))
-    raise AssertionError(f"training still running after {max_runs} runs")
+    deadline = time.monotonic() + RUN_WAIT_S
+    while session_of(at, variant).running:
+        assert time.monotonic() < deadline, f"training still running after {RUN_WAIT_S:.0f} s"
+        time.sleep(0.1)
+    at.run()
+    lengths.append(len(session_of(at, variant).history))
+    return lengths
 
 
 def wait_for(at: AppTest, variant: str, done: Callable[[TrainingSession], bool], what: str = "the run") -> None:
@@ -115,10 +105,10 @@ def wait_for(at: AppTest, variant: str, done: Callable[[TrainingSession], bool],
     at.run()
 
 
-def train_to_the_end(at: AppTest, variant: str, max_runs: int = 300) -> list[int]:
-    """Press Start and run until the run finishes; the history length after pressing and after each run."""
+def train_to_the_end(at: AppTest, variant: str) -> list[int]:
+    """Press Start and wait until the run finishes; the history length after pressing and at the end."""
     at.button(key=f"panel.{variant}.start").click().run()
-    lengths = run_until_stopped(at, variant, max_runs)
+    lengths = run_until_stopped(at, variant)
     no_exception(at)
     session = session_of(at, variant)
     assert session.status == "finished", session.message

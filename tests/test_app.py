@@ -35,15 +35,11 @@ from vaelab.ui import checkpoint_panel, sidebar
 from vaelab.ui import session as state
 from vaelab.ui.session import TrainingSession, latest_cached, model_cached
 
-MAX_RUNS = 300
 
-
-def _ae_page(hidden: str = "16", code_size: int = 2, epochs: int = 1, batch_size: int = 100,
-             chunk_steps: int | None = 10) -> AppTest:
-    """The app on the Autoencoder page with a tiny model typed into the generated form; each live chunk trains
-    at most ``chunk_steps`` steps, so a run spans several chunks however fast the machine is."""
+def _ae_page(hidden: str = "16", code_size: int = 2, epochs: int = 1, batch_size: int = 100) -> AppTest:
+    """The app on the Autoencoder page with a tiny model typed into the generated form."""
     return set_form(open_page("pages/ae.py"), "ae", {"hidden_sizes": hidden, "code_size": code_size,
-                                                     "epochs": epochs, "batch_size": batch_size}, chunk_steps)
+                                                     "epochs": epochs, "batch_size": batch_size})
 
 
 def _reconstruct_fixed(session: TrainingSession) -> torch.Tensor:
@@ -283,32 +279,6 @@ class _StubTrainer:
         return []
 
 
-def test_advance_moves_a_running_session_to_finished_or_error():
-    ok = TrainingSession("ae", trainer=_StubTrainer(total=2), status=state.RUNNING, backend="inline")
-    state.advance(ok, 0.1)
-    assert ok.status == state.RUNNING
-    state.advance(ok, 0.1)
-    assert ok.status == state.FINISHED and ok.trainer.step == 2
-    state.advance(ok, 0.1)
-    assert ok.trainer.step == 2  # a finished run does not advance
-
-    assert ok.trainer.calls == [(None, 0.1)] * 2
-
-    bad = TrainingSession("ae", trainer=_StubTrainer(fail_at=1), status=state.RUNNING, chunk_steps=3,
-                          backend="inline")
-    state.advance(bad, 0.1)
-    assert bad.status == state.ERROR and "nan" in bad.message and bad.trainer.calls == [(3, 0.1)]
-    state.resume(bad)
-    assert bad.status == state.ERROR  # an errored run cannot resume
-
-    paused = TrainingSession("ae", trainer=_StubTrainer(), status=state.RUNNING, backend="inline")
-    state.pause(paused)
-    state.advance(paused, 0.1)
-    assert paused.status == state.PAUSED and paused.trainer.step == 0
-    state.resume(paused)
-    assert paused.running
-
-
 def test_model_cached_recomputes_only_when_the_model_moves_on():
     session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.PAUSED)
     calls = []
@@ -325,53 +295,6 @@ def test_model_cached_recomputes_only_when_the_model_moves_on():
     assert latest_cached(session, "m", 5) == (7, 3)
     state.reset(session)
     assert latest_cached(session, "m", 5) is None
-
-
-def test_paced_cached_works_a_heavy_result_out_again_only_every_few_seconds_while_training(monkeypatch):
-    from vaelab.ui import session as session_module
-
-    clock = [100.0]
-    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
-    session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.RUNNING)
-    calls = []
-
-    def compute():
-        calls.append(session.step)
-        return f"at {session.step}"
-
-    assert state.paced_cached(session, "heavy", compute, 3.0) == (0, "at 0")
-    session.trainer.step, clock[0] = 5, 101.0
-    assert state.paced_cached(session, "heavy", compute, 3.0) == (0, "at 0") and calls == [0]  # 1 s old: kept
-    clock[0] = 103.5
-    assert state.paced_cached(session, "heavy", compute, 3.0) == (5, "at 5") and calls == [0, 5]  # 3.5 s old
-    session.status, session.trainer.step = state.PAUSED, 6  # not training: every step, at once
-    assert state.paced_cached(session, "heavy", compute, 3.0) == (6, "at 6") and calls == [0, 5, 6]
-
-
-def test_heavy_summaries_due_together_take_turns_one_per_redraw_while_training(monkeypatch):
-    from vaelab.ui import session as session_module
-
-    clock = [100.0]
-    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
-    session = TrainingSession("ae", trainer=_StubTrainer(total=100), status=state.RUNNING)
-    calls = []
-
-    def compute(name):
-        return lambda: calls.append((name, session.step)) or f"{name} at {session.step}"
-
-    def redraw():
-        state.new_redraw(session)
-        return [state.paced_cached(session, name, compute(name), 3.0)[1] for name in ("kl", "aggregate")]
-
-    assert redraw() == ["kl at 0", "aggregate at 0"]  # a first result is always worked out
-    session.trainer.step, clock[0] = 5, 104.0  # both due again
-    assert redraw() == ["kl at 5", "aggregate at 0"]  # one per redraw
-    session.trainer.step, clock[0] = 6, 105.0
-    assert redraw() == ["kl at 5", "aggregate at 6"]  # the other one next
-    assert calls == [("kl", 0), ("aggregate", 0), ("kl", 5), ("aggregate", 6)]
-    session.status, session.trainer.step = state.PAUSED, 7  # not training: everything at once
-    state.new_redraw(session)
-    assert state.take_work_slot(session) and state.take_work_slot(session)
 
 
 def test_a_checkpoint_that_cannot_resume_loads_view_only_with_its_curves(monkeypatch):

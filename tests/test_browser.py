@@ -70,8 +70,7 @@ class Server:
 
 def _launch(port: int, tmp_path: Path, log: Path) -> subprocess.Popen:
     """``streamlit run app.py`` on ``port`` with the offline dataset and checkpoints under ``tmp_path``."""
-    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-           "VAELAB_LIVE_BACKEND": "worker"}  # the real app's training processes (AppTests train inline)
+    env = {**os.environ, "VAELAB_DATASET": "mnist-5k", "VAELAB_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]

@@ -71,7 +71,7 @@ def test_the_relay_publishes_a_workers_progress_curves_and_pictures_and_the_end_
     data = load_data("mnist-5k")
     hub, store = FrameHub(), RunStore()
     token = store.new_token()
-    session = store.run(token, "vae", lambda: TrainingSession("vae", backend="worker"))
+    session = store.run(token, "vae", lambda: TrainingSession("vae"))
     config = get_variant("vae").config_cls(hidden_sizes=(32,), latent_dim=2, batch_size=100, epochs=25)
     channel_token = stream_token(session, hub)
     assert hub.channel_of(channel_token) == session.channel

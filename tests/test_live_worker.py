@@ -39,7 +39,7 @@ def _config(variant: str = "ae", **fields):
 
 
 def _session(variant: str = "ae") -> TrainingSession:
-    return TrainingSession(variant, backend="worker")
+    return TrainingSession(variant)
 
 
 def _wait(session: TrainingSession, until, seconds: float = WAIT_S) -> None:
@@ -195,11 +195,9 @@ def test_a_second_session_is_unaffected_by_the_first_sessions_killed_worker(data
 
 
 def test_the_page_trains_in_a_worker_and_pause_resume_stop_work(monkeypatch):
-    monkeypatch.setenv(state.BACKEND_ENV, "worker")
     at = new_app().run()
     at.switch_page("pages/ae.py").run()
     session = session_of(at, "ae")
-    assert session.backend == "worker"
     at.text_input(key="cfg.ae.hidden_sizes").set_value("32")
     at.number_input(key="cfg.ae.epochs").set_value(30)
     at.run()
@@ -295,13 +293,13 @@ def test_a_worker_that_ended_while_nothing_polled_it_does_not_hang_the_next_star
     from vaelab import live_worker
 
     monkeypatch.delenv("VAELAB_WORKER_THREADS", raising=False)
-    abandoned = TrainingSession("ae", backend="worker")
+    abandoned = TrainingSession("ae")
     state.start(abandoned, _config(epochs=50), data, seed=0, device="cpu")
     process = abandoned.worker._process
     os.kill(process.pid, signal.SIGKILL)  # its end is not observed: nothing polls this session any more
     process.join(timeout=WAIT_S)
     _within(20, live_worker.worker_threads)
-    fresh = TrainingSession("ae", backend="worker")
+    fresh = TrainingSession("ae")
     _within(30, lambda: state.start(fresh, _config(epochs=50), data, seed=0, device="cpu"))
     _within(30, lambda: state.reset(fresh))
     _within(20, lambda: state.advance(abandoned, 0.0))  # the abandoned page comes back: the death is reported
@@ -335,7 +333,7 @@ def test_a_worker_asked_for_frames_sends_the_pages_views_computed_from_its_weigh
         worker.settle()
     finally:
         worker.stop()
-    assert set(worker.frames) == {"reconstructions", "codes", "samples"}
+    assert set(worker.frames) == {"reconstructions", "codes", "manifold", "samples"}
     recon = worker.frames["reconstructions"]
     assert 0 < recon.step <= mirror.step and recon.arrays["images"].shape == (2, 10, 28, 28)
     if recon.step == mirror.step:  # computed from the final weights: the same pixels here

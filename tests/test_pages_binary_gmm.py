@@ -2,8 +2,7 @@
 added to vaelab: the code plane and projected Gaussians, mixture-vs-N(0, I) samples, recent history means,
 variance curves, overlaid points, the Gaussian-VAE companion, and diagnostics kept out of the loss curves.
 
-Each ``at.run()`` runs the whole page, the live fragment included, so one run trains one chunk (at most
-``chunk_steps`` steps), as in tests/test_app.py.
+A run trains in its worker process while the test waits for it (tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -36,8 +35,6 @@ from vaelab.training import Trainer
 from vaelab.ui.live_view import curve_terms
 from vaelab.variants import ae_gmm, binary_vae
 
-MAX_RUNS = 100
-
 
 # ---------------------------------------------------------------- AppTest helpers (more in tests/helpers.py)
 def _chart_titled(at: AppTest, start: str) -> dict:
@@ -51,7 +48,7 @@ def test_binary_vae_page_trains_live_and_shows_both_variance_curves_map_samples_
     at = set_form(open_page("pages/binary_vae.py"), "binary-vae",
                   {"hidden_sizes": "32", "latent_dim": 8, "epochs": 1, "batch_size": 100})
     assert at.checkbox(key="cfg.binary-vae.baseline").value  # the baseline is a form field, on by default
-    lengths = train_to_the_end(at, "binary-vae", MAX_RUNS)
+    lengths = train_to_the_end(at, "binary-vae")
     assert lengths[-1] > lengths[0]  # the history grew: the run trained in its worker
     session = session_of(at, "binary-vae")
     train_rows = [r for r in session.history if r["kind"] == "train"]
@@ -87,9 +84,9 @@ def _tiny_data(n_train: int = 400, n_test: int = 100) -> DataBundle:
 
 def test_binary_vae_page_trains_and_loads_the_same_size_gaussian_vae_beside_it():
     at = set_form(open_page("pages/binary_vae.py"), "binary-vae",
-                  {"hidden_sizes": "16", "latent_dim": 4, "epochs": 1, "batch_size": 200}, chunk_steps=20)
+                  {"hidden_sizes": "16", "latent_dim": 4, "epochs": 1, "batch_size": 200})
     assert not [b for b in at.button if b.key == "binary_vae.companion_train"]  # no model, nothing to compare yet
-    train_to_the_end(at, "binary-vae", MAX_RUNS)
+    train_to_the_end(at, "binary-vae")
     assert not any("Reconstructions of the same test images" in c for c in all_captions(at))
     at.button(key="binary_vae.companion_train").click().run()
     no_exception(at)
@@ -121,7 +118,7 @@ def test_ae_gmm_page_fits_draws_the_mixture_and_refits_on_demand_without_retrain
     at = open_page("pages/ae_gmm.py")
     at.slider(key="ae_gmm.n_components").set_value(3)  # the run starts with the page's mixture settings
     set_form(at, "ae-gmm", {"hidden_sizes": "32", "epochs": 1, "batch_size": 100})
-    lengths = train_to_the_end(at, "ae-gmm", MAX_RUNS)
+    lengths = train_to_the_end(at, "ae-gmm")
     assert lengths[-1] > lengths[0]  # the history grew: the run trained in its worker
     session = session_of(at, "ae-gmm")
     model = session.model

@@ -1,7 +1,7 @@
 """The denoising, sparse, k-sparse and contractive pages (AppTest on mnist-5k), and the vaelab functions they call
 (checked against direct computations: brute-force top-k, hand-computed history ratios, the corruption itself).
 
-Each ``at.run()`` runs the page once, live fragment included, so it trains one chunk (``session.chunk_steps``).
+A run trains in its worker process while the test waits for it (tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -36,17 +36,16 @@ from vaelab.variants import build_model, get_variant
 from vaelab.variants.ae import Config as AeConfig
 from vaelab.variants.denoising import corrupt
 
-MAX_RUNS = 100
 REFERENCE = "same net without the penalty (λ = 0)"  # pages/contractive.py's reference curve
 EPS_VALUES, N_DIRECTIONS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0), 4  # its sensitivity chart's
 
 
 # -- helpers (more in tests/helpers.py) ----------------------------------------------------------------------------
-def _page(variant: str, module: str, chunk_steps: int = 10, **form: object) -> AppTest:
+def _page(variant: str, module: str, **form: object) -> AppTest:
     """The app on a variant's page with form fields set (text for tuples, numbers for numbers)."""
     at = open_page(f"pages/{module}.py")
     assert any("Press **Start**" in i.value for i in at.info)  # no model yet: the page still renders
-    return set_form(at, variant, {"epochs": 1, "batch_size": 100, **form}, chunk_steps)
+    return set_form(at, variant, {"epochs": 1, "batch_size": 100, **form})
 
 
 def _figure(at: AppTest, title_start: str) -> dict:
@@ -328,7 +327,7 @@ def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_th
     at.button(key="panel.contractive.start").click().run()
     session = session_of(at, "contractive")
     model_line = f"contractive (λ = {session.config.lam:g})"
-    run_until_stopped(at, "contractive", MAX_RUNS)
+    run_until_stopped(at, "contractive")
     no_exception(at)
     assert session.status == "finished"
     reference = _reference_caught_up(at, session)
@@ -363,7 +362,7 @@ def test_contractive_page_draws_the_jacobian_norm_beside_the_same_net_without_th
     # trained once: a new run of the same setting finds the same reference, already trained
     stop_reset(at, "contractive")
     at.button(key="panel.contractive.start").click().run()
-    run_until_stopped(at, "contractive", MAX_RUNS)
+    run_until_stopped(at, "contractive")
     no_exception(at)
     assert at.session_state["vaelab.reference.contractive"]["run"] is reference
     assert reference.trainer.step == session.step and len(reference.points) == len(epochs)

@@ -1,8 +1,8 @@
 """Every picture that depends on the weights is drawn inside the page's live views and follows training: for each
 variant page, the caption (image) or title (chart) of each such picture names the step, and that step moves on from
-one ``at.run()`` to the next while the run trains (each run of AppTest executes the page once, training one chunk
-of ``chunk_steps`` steps: see tests/helpers.py). A picture drawn outside the live views would keep the step of the
-run that drew it until the page ran in full again.
+one drawing to the next while the run trains ("Explore the model now" draws them from the weights of that moment;
+the run trains in its worker in between). A picture drawn outside the live views would keep the step of the run
+that drew it until the page ran in full again.
 
 Also: every image grid has a PNG download button named after the picture, and no chart key carries a redraw
 counter (a fresh key re-creates the chart, blank until redrawn).
@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.helpers import no_exception, open_page, session_of, set_form, stop_reset, stream_args, wait_for
 from vaelab.figure_export import read_png_text
-from vaelab.ui import charts, images, posterior_views, training_panel
+from vaelab.ui import charts, images, training_panel
 
 STEP = re.compile(r"step ([0-9][0-9,]*)")
 TINY = {"epochs": 3, "batch_size": 100}
@@ -128,7 +128,6 @@ def test_every_weight_dependent_picture_follows_training_in_the_live_views(drawi
                                                                           monkeypatch):
     """While a run trains, the page's pictures beyond the stream are drawn on demand ("Explore the model now"), each
     from the weights of that moment, and drawn again at the next page run from the newer weights."""
-    monkeypatch.setattr(posterior_views, "SUMMARY_EVERY_SECONDS", 0.0)  # the KL bars worked out at every draw
     starts = {kind: [s for s in wanted if s not in PANEL_PICTURES] for kind, wanted in starts.items()}  # streamed
     at = open_page(f"pages/{module}.py")
     session = _start_exploring(at, variant, form)

@@ -44,14 +44,13 @@ EQUATION = re.compile(r"log p\(x\) = ELBO \+ gap:\s+(-?\d+\.\d\d) = (-?\d+\.\d\d
 
 
 # ---------------------------------------------------------------- helpers
-def _page(latent_dim: int, epochs: int, chunk_steps: int | None):
+def _page(latent_dim: int, epochs: int):
     """The VAE page on the digits with a tiny model typed into the form, trained to the end."""
     at = open_page("pages/vae.py")
     at.selectbox(key="vaelab.dataset").set_value("digits").run()
-    session_of(at, "vae").chunk_steps = chunk_steps
     fill_form(at, "vae", {"hidden_sizes": "32", "latent_dim": latent_dim, "epochs": epochs, "batch_size": 50})
     at.run()
-    train_to_the_end(at, "vae", 200)
+    train_to_the_end(at, "vae")
     no_exception(at)
     return at
 
@@ -79,7 +78,7 @@ def trained(tmp_path_factory):
         mp.setattr(script_runner, "_mpa_v1", lambda main_script_path: runpy.run_path(
             main_script_path, run_name="__main__"))
         mp.setenv("VAELAB_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("checkpoints")))
-        at = _page(latent_dim=2, epochs=3, chunk_steps=10)
+        at = _page(latent_dim=2, epochs=3)
         chart = next(c for c in at.get("plotly_chart") if "Posterior means" in chart_title(chart_spec(c)))
         click_point(at, chart, PICKED)
         no_exception(at)
@@ -196,7 +195,7 @@ def test_the_aggregate_posterior_integrates_to_about_one_beside_the_prior(traine
 
 @pytest.mark.parametrize("latent_dim", [1, 3])
 def test_other_latent_sizes_draw_what_applies(latent_dim):
-    at = _page(latent_dim=latent_dim, epochs=1, chunk_steps=None)
+    at = _page(latent_dim=latent_dim, epochs=1)
     titles = [chart_title(s) for s in chart_specs(at)]
     kl = _spec(at, "KL per dimension")
     assert sum(len(t["x"]) for t in kl["data"]) == latent_dim  # a bar per dimension, any latent size
@@ -347,7 +346,6 @@ def test_stop_reset_drops_what_the_runs_views_kept_the_gap_curves_copy_of_the_we
     default VAE after every Stop / Reset)."""
     at = open_page("pages/vae.py")
     at.selectbox(key="vaelab.dataset").set_value("digits").run()
-    session_of(at, "vae").chunk_steps = 10
     fill_form(at, "vae", {"hidden_sizes": "32", "latent_dim": 2, "epochs": 50, "batch_size": 50})
     at.run()
     at.button(key="panel.vae.start").click().run()

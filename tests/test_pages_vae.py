@@ -25,15 +25,16 @@ from tests.helpers import (
     no_exception,
     open_page,
     plotly_array,
+    run_until_stopped,
     session_of,
     stop_reset,
     train_to_the_end,
+    wait_for,
 )
 from vaelab import plots
 from vaelab.analysis import generation, history_rows, image_grids, inference
 from vaelab.variants import build_model, get_variant
 
-MAX_RUNS = 200
 D = 12  # tiny images for the unit tests
 
 
@@ -48,10 +49,9 @@ def seeded_draws(n: int, d: int, temperature: float, seed: int) -> torch.Tensor:
     return temperature * torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
-def _page(variant: str, latent_dim: int = 2, chunk_steps: int | None = 10) -> AppTest:
+def _page(variant: str, latent_dim: int = 2) -> AppTest:
     """The app on the variant's page with a tiny one-epoch model (40 steps of 100 images) typed into the form."""
     at = open_page(f"pages/{variant}.py")
-    session_of(at, variant).chunk_steps = chunk_steps
     fill_form(at, variant, {"hidden_sizes": "16", "latent_dim": latent_dim, "epochs": 1, "batch_size": 100})
     return at
 
@@ -178,7 +178,7 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
     at = _page("vae")
     assert "cfg.vae.beta" not in {w.key for w in at.number_input}  # beta is the page's slider, not a form field
     at.slider(key="cfg.vae.beta").set_value(2.0).run()
-    lengths = train_to_the_end(at, "vae", MAX_RUNS)
+    lengths = train_to_the_end(at, "vae")
     session = session_of(at, "vae")
     assert lengths[-1] > lengths[0]  # the history grew: the run trained in its worker
     assert session.trainer.config.beta == 2.0 and at.slider(key="cfg.vae.beta").disabled
@@ -224,9 +224,9 @@ def test_vae_page_trains_with_the_beta_slider_and_draws_every_view():
 
 
 def test_vae_page_draws_a_tsne_map_and_one_traversal_slider_per_dimension_for_a_wider_latent():
-    at = _page("vae", latent_dim=3, chunk_steps=None)
+    at = _page("vae", latent_dim=3)
     at.run()
-    train_to_the_end(at, "vae", MAX_RUNS)
+    train_to_the_end(at, "vae")
     session = session_of(at, "vae")
     assert not [c for c in at.get("plotly_chart") if "Posterior means" in c.proto.spec]  # no 2-D map for d = 3
     assert len([s for s in at.slider if s.key and s.key.startswith("vae.trav.")]) == 3
@@ -241,17 +241,16 @@ def test_vae_page_draws_a_tsne_map_and_one_traversal_slider_per_dimension_for_a_
 
 def test_traversal_sliders_start_at_the_code_of_the_weights_drawn_now_and_the_estimator_chart_shows():
     """The sliders kept the code of their first drawing (an early step): a finished run decoded another digit."""
-    at = _page("vae", chunk_steps=5)
+    at = _page("vae")
+    fill_form(at, "vae", {"epochs": 20})
     at.run()
     at.button(key="panel.vae.start").click().run()
-    at.run()  # each run draws the whole page, its sliders included, at the step trained so far
+    wait_for(at, "vae", lambda s: s.step > 0, "the first steps")
+    at.toggle(key="panel.vae.explore_live").set_value(True).run()  # the page's views, drawn at an early step
     early = [s.value for s in at.slider if s.key and s.key.startswith("vae.trav.")]
+    assert early
     session = session_of(at, "vae")
-    for _ in range(MAX_RUNS):
-        if session.trainer.done:
-            break
-        at.run()
-    at.run()  # the page after the last chunk
+    run_until_stopped(at, "vae")  # the page after the last step
     no_exception(at)
     x = session.data.test.images[0]
     code = inference.encode_dataset(session.model, x[None])[0]  # (2,) the finished model's mu
@@ -268,7 +267,7 @@ def test_traversal_sliders_start_at_the_code_of_the_weights_drawn_now_and_the_es
 def test_cvae_page_trains_and_draws_its_map_the_digit_style_grid_and_one_digits_samples():
     at = _page("cvae")
     at.run()
-    lengths = train_to_the_end(at, "cvae", MAX_RUNS)
+    lengths = train_to_the_end(at, "cvae")
     session = session_of(at, "cvae")
     assert lengths[-1] > lengths[0]  # the history grew: the run trained in its worker
     assert any("\\mathbb{E}_{q(z\\mid x, y)}" in x.value for x in at.latex)

@@ -1,5 +1,5 @@
 """Performance settings: the Trainer's opt-in bfloat16 precision, the app's OpenMP wait policy (set before torch
-loads) and the live view's short first chunk. The figures themselves come from benchmarks/, never from tests."""
+loads). The figures themselves come from benchmarks/, never from tests."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import torch
 from tests.helpers import mnist_5k_subset
 from vaelab.data import DataBundle
 from vaelab.training import Trainer
-from vaelab.ui.live_view import FIRST_CHUNK_SECONDS, chunk_budget
-from vaelab.ui.session import TrainingSession
 from vaelab.variants import get_variant
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -100,15 +98,6 @@ def test_home_and_the_navigation_import_no_torch_so_home_draws_before_it_loads()
 
 
 # -- the live view ---------------------------------------------------------------------------------------------
-def test_only_the_first_chunk_of_a_fresh_run_is_short(digits):
-    session = TrainingSession("vae")
-    session.trainer = Trainer("vae", tiny_vae(), digits)
-    assert chunk_budget(session, 0.3) == FIRST_CHUNK_SECONDS < 0.3
-    assert chunk_budget(session, 0.05) == 0.05  # never longer than asked
-    session.trainer.advance(max_steps=1)
-    assert chunk_budget(session, 0.3) == 0.3
-
-
 def test_the_app_config_turns_off_streamlits_full_garbage_collection_after_every_run(monkeypatch):
     from streamlit import config
 

@@ -81,11 +81,11 @@ def test_a_lease_is_one_threads_at_a_time_re_entrant_and_never_waited_on_past_it
 
 def test_a_command_on_a_run_another_thread_drives_is_refused_with_a_message_and_changes_nothing(monkeypatch):
     monkeypatch.setattr("vaelab.ui.lease.COMMAND_WAIT_S", 0.2)
-    session = state.TrainingSession("ae", backend="inline")
+    session = state.TrainingSession("ae")
     assert _in_thread(session.lease.try_take)  # another tab drives it (and keeps the lease)
     state.reset(session)
     assert session.status == state.IDLE and "busy" in session.message
-    assert state.advance(session, 0.1) == []  # a redraw does not wait for it either
+    assert state.advance(session) == []  # a redraw does not wait for it either
 
 
 # -- the store -------------------------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_a_reload_with_the_runs_token_finds_the_same_run_and_a_made_up_token_get
     at = new_app().run()
     at.switch_page("pages/ae.py").run()
     no_exception(at)
-    set_form(at, "ae", {"epochs": 5}, chunk_steps=5)
+    set_form(at, "ae", {"epochs": 5})
     at.button(key="panel.ae.start").click().run()
     wait_for(at, "ae", lambda s: s.step > 0, "the first steps")
     run = session_of(at, "ae")
@@ -139,7 +139,7 @@ def test_a_reload_with_the_runs_token_finds_the_same_run_and_a_made_up_token_get
 # -- the keeper ------------------------------------------------------------------------------------------------------
 def _unwatched_run(data, store: RunStore, **fields):
     token = store.new_token()
-    run = store.run(token, "ae", lambda: state.TrainingSession("ae", backend="worker"))
+    run = store.run(token, "ae", lambda: state.TrainingSession("ae"))
     state.start(run, _config(**fields), data, seed=0, device="cpu")
     _wait(run, lambda: run.step > 0)
     return token, run, store.owners()[0][1]
@@ -172,7 +172,7 @@ def test_a_run_nobody_watches_is_paused_after_the_grace_period_autosaved_exactly
 def test_an_archived_run_comes_back_from_its_autosave_when_its_tab_returns():
     at = new_app().run()
     at.switch_page("pages/ae.py").run()
-    set_form(at, "ae", {"epochs": 5}, chunk_steps=5)
+    set_form(at, "ae", {"epochs": 5})
     at.button(key="panel.ae.start").click().run()
     at.run()
     at.button(key="panel.ae.pause").click().run()
@@ -235,7 +235,7 @@ def test_the_keeper_leaves_a_run_that_a_tab_drives_and_forgets_tokens_unseen_for
     run.lease = Lease()  # that tab's thread went away (a test's shortcut)
     state.reset(run)
     idle = store.new_token()
-    store.run(idle, "ae", lambda: state.TrainingSession("ae", backend="worker"))
+    store.run(idle, "ae", lambda: state.TrainingSession("ae"))
     later = time.monotonic() + run_keeper.FORGET_AFTER_S + 1
     run_keeper.look_after(store, now=later, grace=60)
     assert not store.known(token) and not store.known(idle)

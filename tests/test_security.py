@@ -209,7 +209,6 @@ def test_names_with_separators_or_dotdot_are_refused_in_the_save_box(tmp_path, m
     root = tmp_path / "lab" / "checkpoints"
     monkeypatch.setenv("VAELAB_CHECKPOINT_DIR", str(root))
     at = open_page("pages/ae.py")
-    at.session_state[session_key("ae")].chunk_steps = 1
     at.text_input(key="cfg.ae.hidden_sizes").set_value("8").run()
     at.button(key="panel.ae.start").click().run()
     at.button(key="panel.ae.pause").click().run()

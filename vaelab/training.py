@@ -33,8 +33,8 @@ TEST_DRAW_SEED_OFFSET = 7919  # the fixed dynamic-binarisation draw of the test 
 # trainers in two threads (two app sessions) never draw from each other's stream.
 # Lock rules: it is held across a chunk of training in this process (the one exception to "never across a call
 # that may block": the global RNG it guards is in use for the whole chunk). Only in-process trainers take it (the
-# inline backend, AppTests, the CLI; a worker process has its own); nothing run under it takes another lock of the
-# server, so it is innermost but for re-entry by the same trainer (an RLock).
+# CLI, the lessons, a page's reference net, tests; a worker process has its own); nothing run under it takes another
+# lock of the server, so it is innermost but for re-entry by the same trainer (an RLock).
 GLOBAL_RNG_LOCK = threading.RLock()
 # "bfloat16" (opt-in; float32 is the default) runs forward passes and losses under torch.autocast: on a CPU with bf16
 # matrix units epochs of the pytorch-example VAE ran 1.4-1.5x faster, final test loss within 0.1 nat of float32

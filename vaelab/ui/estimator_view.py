@@ -17,7 +17,7 @@ from vaelab import plots
 from vaelab.analysis import inference
 from vaelab.estimators import ESTIMATORS, encoder_gradient_estimates
 from vaelab.ui.charts import show_chart
-from vaelab.ui.session import TrainingSession, run_view_state, take_work_slot
+from vaelab.ui.session import TrainingSession, run_view_state
 
 IMAGES = 64  # fixed test images the variances are measured on
 DRAWS = 16  # one-draw estimates per image
@@ -43,7 +43,7 @@ def series(session: TrainingSession) -> list[tuple[int, ...]]:
     kept = run_view_state(session, SERIES_KEY, lambda: {"rows": []})
     rows = kept["rows"]
     due = not session.running or time.monotonic() - kept.get("at", 0.0) >= MEASURE_EVERY_SECONDS
-    if not rows or (rows[-1][0] != session.step and due and take_work_slot(session)):
+    if not rows or (rows[-1][0] != session.step and due):
         rows.append((session.step, *measure(session)))
         kept["at"] = time.monotonic()
         del rows[:-MAX_POINTS]

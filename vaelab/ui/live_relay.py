@@ -72,8 +72,8 @@ def relay_run(session: state.TrainingSession, hub: FrameHub = HUB, relayed: _Rel
     """Publish what is new in ``session`` since ``relayed`` (the newest reports taken first, when the lease is
     free); the updated record."""
     relayed = relayed if relayed is not None and relayed.version == session.version else _Relayed(session.version)
-    if session.running and session.backend == "worker":
-        state.advance(session, 0.0, first_wait=0.0)
+    if session.running:
+        state.advance(session, first_wait=0.0)
     if session.trainer is None:
         return relayed
     if relayed.losses is None:

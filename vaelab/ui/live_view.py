@@ -1,38 +1,27 @@
-"""The live part of the panel: a fragment that takes the newest training state, then redraws.
+"""The live part of the panel: what a run shows while it trains, and once it stands still.
 
-With the worker backend (the app's default) training runs in a worker process and each run of the fragment only
-takes the reports that have arrived (``session.advance``) and draws: every ``WORKER_REFRESH_SECONDS`` for the
-progress, curves and reconstructions, every ``WORKER_VIEWS_REFRESH_SECONDS`` for the page's own pictures. Nothing
-in the server trains, so nothing here takes a lock.
+While the run trains (in its worker process, vaelab/live_worker.py) the page draws its live regions once, as
+components the browser feeds from the run's stream (vaelab/ui/live_stream.py): the progress line, the loss curves,
+the reconstructions and the page's own live pictures. No script reruns meanwhile; the end of the run reruns the page.
+The page's other pictures (``extra_views``) are drawn on demand then ("Explore the model now"), under the run's lease
+so that the relay brings no weights in while they are drawn.
 
-With the inline backend (AppTest's page tests) the fragment trains too. While the run is ``running`` the fragment
-is registered with ``run_every``: each run trains for about
-``chunk_seconds`` and redraws the progress bar, the loss curves and the reconstructions. Its timer
-(``refresh_seconds``) is shorter than a run, so the next run is already queued when one ends and the runs follow
-each other back to back (see ``REFRESH_SECONDS``). The page's own ``extra_views(session)`` live in a second fragment
-with a slower timer (``VIEWS_REFRESH_SECONDS``). When the run stops (finished, error, paused elsewhere) the first
-fragment asks for a full rerun, which registers both again without a timer. ``extra_views`` may return True when
-it has work left (a reference model still training beside the page's own): its fragment then keeps its timer after
-the run stops, until it returns False. No thread ever calls Streamlit.
-
-Under ``streamlit.testing`` (AppTest) fragments do not tick on their own: every ``at.run()`` executes the whole
-page, fragments included, so each ``run()`` advances one chunk.
+Once the run stands still (paused, finished, loaded, failed) the page draws its still pictures: progress, the loss
+chart (one live chart for the page's life, vaelab/ui/live_chart.py), reconstructions and ``extra_views``. An
+``extra_views`` that returns True has work left (a reference model catching up beside the page's own): it is drawn
+again every ``BUSY_REFRESH_SECONDS`` in a fragment of its own until it returns False.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import streamlit as st
 import torch
 
 from vaelab import plots
 from vaelab.live_frames import fixed_test_indices, run_model, views_for
-from vaelab.ui import session as state
 from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.lease import RunBusy
@@ -41,38 +30,11 @@ from vaelab.ui.progress import progress_text
 from vaelab.ui.session import TrainingSession, get_session
 
 ExtraViews = Callable[[TrainingSession], bool | None]  # True: work left, redraw again soon
-FIRST_CHUNK_SECONDS = 0.1  # a fresh run's first chunk: its loss curve is drawn sooner after Start
-# Streamlit queues a timer rerun that arrives while the fragment runs (a click on a button still interrupts it at
-# the next Streamlit call). With the timer shorter than a run (chunk + ~0.06 s of redraw), a run starts as soon as
-# the last one ends: about 0.5 s per redraw, 85% of it training. With the earlier 0.5 s timer and 0.3 s chunks the
-# server sat idle for ~0.25 s of every 0.6 s cycle (benchmarks/bench_live_ui.py, benchmarks/README.md).
-REFRESH_SECONDS = 0.25
-CHUNK_SECONDS = 0.45
-# A page's own live pictures (filters, histograms, maps) change slowly; redrawing them with every chunk kept the
-# browser's core busy re-creating charts (about 1.0 core while a page trained, on 2 cores), time the trainer lacked.
-VIEWS_REFRESH_SECONDS = 1.5
-# One live view trains or redraws at a time in this process. A redraw is Python work that holds the GIL, and a
-# training step hands the GIL over at every torch call: a step that has to win it back from a busy thread each
-# time ran 140x slower (two sessions training at once in one server: 7% of the single session's rate per step).
-# Taking turns keeps every step at full speed; two sessions then share the time.
-# Lock rules: a turn lock, for the inline backend only (tests; the app's workers never take it): held across one
-# redraw with its chunk of training, the documented exception to "never across a call that may block". Order:
-# LIVE_LOCK, then a run's lease (vaelab/ui/session.py), then training's GLOBAL_RNG_LOCK; none of them is ever
-# taken the other way round.
-LIVE_LOCK = threading.Lock()
+BUSY_REFRESH_SECONDS = 1.0  # how often views with work left are drawn again once the run stands still
 # The loss chart is narrower than 1,000 px: more points only make every redraw slower as the run grows (the
 # figure of 5,000 train rows: 330 kB of JSON and 0.1 s to build, drawn again twice a second). Test rows are capped
 # too: on mnist-5k an epoch is 32 steps, so a 10-minute run logs about 2,000 of them.
 MAX_DRAWN_ROWS = 1000  # per kind of row (train, test)
-# With a worker the fragments only draw: the curves twice a second, the page's pictures every second (their
-# caption's step stays within about 1.5 s of the progress line's).
-WORKER_REFRESH_SECONDS = float(os.environ.get("VAELAB_REFRESH_SECONDS", 0.5))
-WORKER_VIEWS_REFRESH_SECONDS = float(os.environ.get("VAELAB_VIEWS_REFRESH_SECONDS", 1.0))
-
-
-def _lock_for(session: TrainingSession):
-    """The inline backend trains in this process: its live views take turns (LIVE_LOCK); a worker's do not."""
-    return LIVE_LOCK if session.backend == "inline" else nullcontext()
 
 
 def _progress(session: TrainingSession) -> None:
@@ -119,21 +81,15 @@ def drawn_history(history: list[dict], max_rows: int = MAX_DRAWN_ROWS) -> list[d
 
 
 def _loss_chart(session: TrainingSession, key_prefix: str) -> None:
-    """The loss curves. With a worker the chart is one live chart for the page's whole life, drawn empty before a
-    run: Start then fills the chart already loaded (a live chart's first load, its own copy of Plotly.js, took
-    1.5 s of the first curve's 2 to 3 s), and Pause / Stop leave it in place."""
+    """The loss curves of a run that stands still: one live chart for the page's whole life, drawn empty before a
+    run (a live chart's first load, its own copy of Plotly.js, took 1.5 s), that Pause / Stop leave in place."""
     log_y = st.toggle("Log scale", key=f"{key_prefix}.log_y", help="Loss axis on a log scale.")
-    always = session.backend == "worker"
-    if not session.history and not always:
-        st.caption("Loss curves appear after the first steps.")
-        return
     terms = curve_terms(session.history, exclude=getattr(session.model, "diagnostic_terms", ()))
     figure = plots.loss_curves(drawn_history(session.history), terms=terms, log_y=log_y)
     if not session.history:
         figure.add_annotation(text="Loss curves appear after the first steps.", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper")
-    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves",
-               live=always or session.running)
+    show_chart(figure, key=f"{key_prefix}.curves", name=f"{session.variant} loss curves", live=True)
 
 
 def reconstruction_rows(session: TrainingSession, n_images: int) -> list[torch.Tensor] | None:
@@ -154,48 +110,23 @@ def _reconstructions(session: TrainingSession, n_images: int) -> None:
                         caption=f"step {session.step:,}")
 
 
-def chunk_budget(session: TrainingSession, chunk_seconds: float) -> float:
-    """Seconds of training before this redraw: ``chunk_seconds``, less for the first chunk of a fresh run."""
-    return min(chunk_seconds, FIRST_CHUNK_SECONDS) if session.step == 0 else chunk_seconds
-
-
-def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None = None,
-              refresh_seconds: float = REFRESH_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
-              views_refresh_seconds: float = VIEWS_REFRESH_SECONDS, n_images: int = 10,
+def live_view(variant: str, *, key_prefix: str, extra_views: ExtraViews | None = None, n_images: int = 10,
               show_reconstructions: bool = True) -> None:
-    """Progress, curves and reconstructions, advancing training while the run is running; then ``extra_views`` in a
-    fragment of their own, redrawn every ``views_refresh_seconds`` while running or while they report work left
-    (their widgets rerun only them)."""
+    """The run streamed while it trains; else its still pictures, then ``extra_views`` (module docstring)."""
     session = get_session(variant)
-    if session.backend == "worker" and session.running:
+    if session.running:
         _streamed(session, key_prefix, extra_views, show_reconstructions)
         return
-    registered_running = session.running
-    registered_busy = session.views_busy
-    if session.backend == "worker":
-        refresh_seconds = max(refresh_seconds, WORKER_REFRESH_SECONDS)
-        views_refresh_seconds = WORKER_VIEWS_REFRESH_SECONDS
-
-    @st.fragment(run_every=refresh_seconds if registered_running else None)
-    def _live() -> None:
-        with _lock_for(get_session(variant)):
-            _tick(variant, registered_running, key_prefix, chunk_seconds, n_images, show_reconstructions)
-
-    _live()
+    _still(session, key_prefix, n_images, show_reconstructions)
     if extra_views is None:
         return
+    busy = session.views_busy
 
-    timer = registered_running or registered_busy
-
-    @st.fragment(run_every=views_refresh_seconds if timer else None)
+    @st.fragment(run_every=BUSY_REFRESH_SECONDS if busy else None)
     def _views() -> None:
-        session = get_session(variant)
-        if session.backend == "worker":
-            state.advance(session, 0.0)  # the newest report first: the pictures show the weights of now
-        state.new_redraw(session)  # its heavy summaries take turns (session.take_work_slot)
-        with _lock_for(session):
-            session.views_busy = bool(extra_views(session)) if session.has_model else False
-        if (registered_running or session.views_busy) != timer:  # a change of `running` is _tick's to handle
+        current = get_session(variant)
+        current.views_busy = bool(extra_views(current)) if current.has_model else False
+        if current.views_busy != busy or current.running:
             st.rerun(scope="app")  # register the fragment again with (or without) its timer
 
     _views()
@@ -259,38 +190,19 @@ def _streamed(session: TrainingSession, key_prefix: str, extra_views: ExtraViews
                    "training pauses or ends, or now with **Explore the model now**.")
 
 
-def _tick(variant: str, registered_running: bool, key_prefix: str, chunk_seconds: float, n_images: int,
-          show_reconstructions: bool) -> None:
-    """One run of the live fragment: a chunk of training, then the redraw of progress, curves, reconstructions."""
-    session = get_session(variant)
-    state.advance(session, chunk_budget(session, chunk_seconds))
-    if session.running != registered_running:
-        st.rerun(scope="app")  # re-register without (or with) the timer; redraw buttons and form
-    session.redraws += 1
-    if session.backend == "worker":  # the same elements in every state: the live loss chart is never re-created
-        with st.empty():
-            _progress(session)
-        curves, pictures = st.columns([3, 2])
-        with curves:
-            _loss_chart(session, key_prefix)
-        with pictures:
-            if not session.has_model:
-                _press_start()
-            elif show_reconstructions:
-                _reconstructions(session, n_images)
-        return
-    _progress(session)
-    if not session.has_model:
-        _press_start()
-        return
-    if show_reconstructions:
-        curves, pictures = st.columns([3, 2])
-        with curves:
-            _loss_chart(session, key_prefix)
-        with pictures:
-            _reconstructions(session, n_images)
-    else:
+def _still(session: TrainingSession, key_prefix: str, n_images: int, show_reconstructions: bool) -> None:
+    """Progress, curves and reconstructions of a run that stands still. The same elements in every state: the loss
+    chart is one live chart for the page's life, never re-created."""
+    with st.empty():
+        _progress(session)
+    curves, pictures = st.columns([3, 2])
+    with curves:
         _loss_chart(session, key_prefix)
+    with pictures:
+        if not session.has_model:
+            _press_start()
+        elif show_reconstructions:
+            _reconstructions(session, n_images)
 
 
 def _press_start() -> None:

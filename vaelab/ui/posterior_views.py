@@ -26,12 +26,9 @@ from vaelab.analysis import inference
 from vaelab.ui.charts import show_chart
 from vaelab.ui.session import (
     TrainingSession,
-    has_work_slot,
     latest_cached,
     model_cached,
-    paced_cached,
     run_view_state,
-    take_work_slot,
 )
 
 GAP_IMAGES = 30  # fixed, evenly spaced test images whose mean gap is shown (about 0.1 s of quadrature each)
@@ -39,16 +36,11 @@ SUMMARY_IMAGES = 1000  # test images of the aggregate posterior and the KL bars
 AGGREGATE_LIMIT = 4.0  # the aggregate posterior's grid covers [-4, 4]^2
 AGGREGATE_CELLS = 80  # cells per axis
 IS_REPEATS = {1: 20, 10: 20, 100: 10, 1000: 3}  # K -> draws of the importance-weighted bound
-# While training runs, these views' time is taken from the trainer (they share a lock). A redraw does one piece of
-# work at most: the picked image's view again (about 0.3 s) when it is stale (``picked_is_stale``),
-# else about GAP_BUDGET_SECONDS of the mean gap (image by image, one at least); after a piece taking t seconds the
-# next waits t (1 / WORK_SHARE - 1), so the work keeps to about WORK_SHARE of the time however fast the machine.
+# While training runs these views are drawn on demand ("Explore the model now"). A drawing does one piece of work
+# at most: the picked image's view again (about 0.3 s) when it is stale (``picked_is_stale``), else about
+# GAP_BUDGET_SECONDS of the mean gap (image by image, one at least), so a click answers at once.
 PICKED_REFRESH_SECONDS = 8.0
 GAP_BUDGET_SECONDS = 0.25
-WORK_SHARE = 0.25
-# While training runs the KL bars and the aggregate posterior (1,000 encoder posteriors, an 80 x 80 mixture density)
-# are worked out again at most this often; the pictures of the weights (samples, maps) follow every redraw.
-SUMMARY_EVERY_SECONDS = 3.0
 
 
 # ---------------------------------------------------------------- computations (tensors in, numbers out)
@@ -212,19 +204,6 @@ def equation_line(grid: posterior.GridPosterior) -> str:
             f"(exact by quadrature on {size}, {error})")
 
 
-@dataclass
-class Pacer:
-    """When these views may next work out something new while training runs (see ``WORK_SHARE``)."""
-
-    ready_at: float = 0.0  # time.monotonic()
-
-    def ready(self) -> bool:
-        return time.monotonic() >= self.ready_at
-
-    def worked(self, seconds: float) -> None:
-        self.ready_at = time.monotonic() + seconds * (1.0 / WORK_SHARE - 1.0)
-
-
 def _picked_result(session: TrainingSession, index: int, x: torch.Tensor, y: int | None, may_work: bool
                    ) -> tuple[int, PickedPosterior, bool]:
     """(step, result, whether it was worked out now) for the picked image: at the model's step, except while
@@ -330,8 +309,7 @@ def gap_view(session: TrainingSession, prefix: str, work: bool = True) -> bool:
         show_chart(plots.gap_curve(steps, [curve.points[s] for s in steps], title="Mean gap against the step"),
                    key=f"{prefix}.gap_chart", name="Mean ELBO gap against the step", live=session.running)
         st.caption(f"While training runs, a point each time the {len(x)} images are done for a copy of the "
-                   f"weights, a few at a time so that these views take about {WORK_SHARE:.0%} of the time; and one "
-                   "when it stops.")
+                   "weights, a few at each drawing of the page; and one when it stops.")
     return worked
 
 
@@ -353,7 +331,7 @@ def kl_view(session: TrainingSession, prefix: str) -> None:
                  f"total {kl.sum():.2f} nats<br>step {session.step:,}")  # one line was cut in its column at 1280 px
         return plots.kl_per_dimension(kl, active["variances"], active["threshold"], title=title), active, len(mu)
 
-    _, (fig, active, n) = paced_cached(session, "kl_view", figure, SUMMARY_EVERY_SECONDS)
+    fig, active, n = model_cached(session, "kl_view", figure)
     show_chart(fig, key=f"{prefix}.kl_dims", name="KL per latent dimension", live=session.running)
     st.caption(f"Bar j: the mean over {n:,} test images of KL(q(z_j|x) ‖ N(0, 1)) = ½(μ_j² + σ_j² − "
                "log σ_j² − 1); the bars add up to the kl term. Coloured: an active unit, whose posterior mean "
@@ -370,7 +348,7 @@ def aggregate_view(session: TrainingSession, prefix: str) -> None:
             f"aggregate posterior q(z), {len(mu):,} test images, step {session.step:,}", "prior p(z) = N(0, I)"))
         return fig, float(q.sum() * area), len(mu)
 
-    _, (fig, inside, n) = paced_cached(session, "aggregate_view", figure, SUMMARY_EVERY_SECONDS)
+    fig, inside, n = model_cached(session, "aggregate_view", figure)
     show_chart(fig, key=f"{prefix}.aggregate", name="Aggregate posterior and prior", live=session.running)
     st.caption(f"Left: q(z) = (1/N) Σᵢ N(z; μᵢ, diag σᵢ²), the mixture of the encoder's Gaussians over N = "
                f"{n:,} test images; right: the prior. Each of the {AGGREGATE_CELLS} × {AGGREGATE_CELLS} cells "
@@ -385,23 +363,16 @@ def posterior_views(session: TrainingSession, picked_key: str, prefix: str = "va
     Gaussian latents), the mean gap and the KL per dimension, the aggregate posterior (2-D)."""
     model = session.model
     gridded = posterior.can_grid(model)
-    pacer = st.session_state.get(f"{prefix}.pacer")
-    if not isinstance(pacer, Pacer):
-        pacer = st.session_state[f"{prefix}.pacer"] = Pacer()
-    may_work, start = not session.running or (pacer.ready() and has_work_slot(session)), time.perf_counter()
-    worked = picked_posterior_view(session, picked_key, may_work) if gridded else False
+    worked = picked_posterior_view(session, picked_key, True) if gridded else False
     st.subheader("Across the test set")
     if gridded:
         gap_col, kl_col = st.columns(2)
         with gap_col:
-            worked = gap_view(session, prefix, work=may_work and not worked) or worked  # one piece of work at most
+            gap_view(session, prefix, work=not worked)  # one piece of work at most
     else:
         kl_col = st.container()
         st.caption(f"The exact posterior, log p(x) and the gap need a latent of 1 or 2 dimensions (this one has "
                    f"{model.code_dim}): a grid over more is too large.")
-    if session.running and worked:
-        pacer.worked(time.perf_counter() - start)
-        take_work_slot(session)
     with kl_col:
         kl_view(session, prefix)
     if model.code_dim == 2:

@@ -99,12 +99,12 @@ def look_after(store: RunStore = RUNS, now: float | None = None, grace: float | 
 
 def _look_after_run(run: state.TrainingSession, token: str, unwatched: float, grace: float) -> list[str]:
     done: list[str] = []
-    if run.running and run.backend == "worker":
-        state.advance(run, 0.0)  # its reports; a run that ended takes its end
+    if run.running:
+        state.advance(run)  # its reports; a run that ended takes its end
         if not run.running:
             path = autosave(run, token)
             done.append(f"{run.variant}: ended unwatched ({run.status}), autosaved to {path}")
-    if unwatched < grace or not run.has_model or run.running and run.backend != "worker":
+    if unwatched < grace or not run.has_model:
         return done
     if run.running:
         state.pause(run)

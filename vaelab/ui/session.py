@@ -6,10 +6,9 @@ token (``?run=...``), and ``st.session_state`` holds the same objects. Status mo
 idle -> running <-> paused -> finished (or error); Reset returns to idle. A loaded checkpoint becomes a paused
 (resumable) run, or a view-only model when its training data cannot be restored. Nothing here draws widgets.
 
-Where the training runs (``backend``): in a worker process (``"worker"``, the app's default: see
-:mod:`vaelab.live_worker`) while the session's ``trainer`` is the server's mirror of it, never trained here and
-updated from the worker's reports, so the pages draw from it unchanged; or ``"inline"``, in chunks inside the page's
-own redraws (``advance`` trains; AppTest's deterministic page tests, ``VAELAB_LIVE_BACKEND=inline``).
+Where the training runs: in a worker process (:mod:`vaelab.live_worker`), while the session's ``trainer`` is the
+server's mirror of it, never trained here and updated from the worker's reports (brought in by the relay thread,
+:mod:`vaelab.ui.live_relay`), so the pages draw from it unchanged.
 
 Every function here that drives a run (talks to its worker, replaces its model) holds the run's lease
 (:mod:`vaelab.ui.lease`) while it does: a redraw's ``advance`` only tries it (another tab or the keeper of unwatched
@@ -20,7 +19,6 @@ as it was, with a message.
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 import time
 from collections.abc import Callable, Hashable
@@ -43,17 +41,7 @@ from vaelab.variants.base import Variant
 
 IDLE, RUNNING, PAUSED, FINISHED, ERROR, VIEW_ONLY = "idle", "running", "paused", "finished", "error", "view-only"
 MAX_RESULTS_PER_NAME = 4  # live views cache one result per step: keep the few newest of each name
-BACKEND_ENV = "VAELAB_LIVE_BACKEND"
-FIRST_REPORT_WAIT_S = 1.0  # a fresh run's first redraw waits this long for the worker's first rows (the first curve)
-BACKENDS = ("worker", "inline")
-
-
-def live_backend() -> str:
-    """Where new sessions train: ``$VAELAB_LIVE_BACKEND`` (worker or inline), default worker."""
-    value = os.environ.get(BACKEND_ENV, "worker").strip().lower() or "worker"
-    if value not in BACKENDS:
-        raise ConfigError(BACKEND_ENV, f"must be one of {', '.join(BACKENDS)} (got {value!r})")
-    return value
+FIRST_REPORT_WAIT_S = 1.0  # a fresh run's first advance waits this long for the worker's first rows (the first curve)
 
 
 @dataclass
@@ -66,16 +54,11 @@ class TrainingSession:
     status: str = IDLE
     message: str | None = None  # the last error or notice, shown by the panel
     version: int = 0  # bumps whenever the model is replaced; part of every cache key
-    redraws: int = 0  # live-view redraw counter (fresh chart keys)
-    views_busy: bool = False  # the page's live views reported work left (they keep their timer): see live_view
-    chunk_steps: int | None = None  # cap on steps per live chunk besides the time budget (tests: deterministic)
-    backend: str = field(default_factory=live_backend)  # "worker" or "inline" (module docstring)
+    views_busy: bool = False  # the page's views reported work left (they keep their timer): see live_view
     device: str = "cpu"  # where the worker trains (the mirror stays on the CPU)
-    worker: LiveWorker | None = field(default=None, repr=False)  # the running worker (backend "worker")
+    worker: LiveWorker | None = field(default=None, repr=False)  # the running worker
     saved_step: int | None = None  # the step last saved or loaded (None: this run was never saved)
     results: dict[Hashable, Any] = field(default_factory=dict, repr=False)  # see model_cached
-    computed_at: dict[Hashable, float] = field(default_factory=dict, repr=False)  # see paced_cached
-    work_slots: int = 1  # heavy summaries this redraw of the pictures may still work out: see take_work_slot
     run_views: dict[str, Any] = field(default_factory=dict, repr=False)  # see run_view_state
     _view_data: DataBundle | None = field(default=None, repr=False)  # data for a view-only checkpoint
     lease: Lease = field(default_factory=Lease, repr=False, compare=False)  # who drives the run now (module doc)
@@ -172,24 +155,22 @@ def _replace_model(session: TrainingSession, trainer: Trainer | None, checkpoint
     session._view_data = view_data
     session.version += 1
     session.results.clear()
-    session.computed_at.clear()
     session.run_views.clear()
 
 
 @_command(fallback=False)
 def start(session: TrainingSession, config: BaseConfig, data: DataBundle, seed: int, device: str) -> bool:
-    """A fresh Trainer for ``config``, running. False (message set) when it cannot be built."""
-    on_worker = session.backend == "worker"
-    try:  # with a worker, this is the mirror: on the CPU, the worker trains on ``device``
-        trainer = Trainer(session.variant, config, data, seed=seed, device="cpu" if on_worker else device)
+    """A fresh Trainer for ``config`` (the mirror, on the CPU: the worker trains on ``device``), running. False
+    (message set) when it cannot be built."""
+    try:
+        trainer = Trainer(session.variant, config, data, seed=seed, device="cpu")
     except (ConfigError, ValueError, RuntimeError) as error:
         session.message = f"Cannot start: {error}"
         session.status = ERROR if session.trainer is not None else IDLE
         return False
     _replace_model(session, trainer, None, RUNNING)
     session.device = device
-    if on_worker:
-        _start_worker(session)
+    _start_worker(session)
     return True
 
 
@@ -230,8 +211,7 @@ def resume(session: TrainingSession) -> None:
     if session.can_resume:
         session.status = RUNNING
         session.message = None
-        if session.backend == "worker":
-            _start_worker(session)
+        _start_worker(session)
 
 
 def change_model(session: TrainingSession, change: Callable[[Variant], Any]) -> Any:
@@ -242,7 +222,7 @@ def change_model(session: TrainingSession, change: Callable[[Variant], Any]) -> 
     the mirror and the worker ends), the change is made, and a new worker continues from the changed state, also
     when the change raises (the run goes on unchanged). Raises :class:`RunBusy` when another tab drives the run."""
     with session.lease.driving():
-        in_worker = session.running and session.backend == "worker"
+        in_worker = session.running
         if in_worker:
             pause(session)
         try:
@@ -274,8 +254,7 @@ def resume_with_lr(session: TrainingSession, lr: float) -> str | None:
     except ConfigError as error:
         return str(error)
     session.status, session.message = RUNNING, None
-    if session.backend == "worker":
-        _start_worker(session)
+    _start_worker(session)
     return None
 
 
@@ -332,39 +311,31 @@ def adopt_view_only(session: TrainingSession, checkpoint: Checkpoint, data: Data
     mark_saved(session)
 
 
-def advance(session: TrainingSession, max_seconds: float, first_wait: float = FIRST_REPORT_WAIT_S
-            ) -> list[dict[str, Any]]:
-    """Inline: one chunk of training. Worker: the reports that have arrived (a fresh run's first, waited for up to
-    ``first_wait`` s). Moves status to finished / error when the run stops (the worker's end, or its death, with the
-    cause). Nothing when another thread drives the run (a second tab, the keeper, the relay): that thread brings the
-    reports in."""
+def advance(session: TrainingSession, first_wait: float = FIRST_REPORT_WAIT_S) -> list[dict[str, Any]]:
+    """The worker's reports that have arrived (a fresh run's first, waited for up to ``first_wait`` s) into the
+    mirror; the new rows. Moves status to finished / error when the run stops (the worker's end, or its death, with
+    the cause). Nothing when another thread drives the run (a tab's command, the keeper, the relay): that thread
+    brings the reports in."""
     if not session.lease.try_take():
         return []
     try:
-        return _advance(session, max_seconds, first_wait)
+        return _advance(session, first_wait)
     finally:
         session.lease.give()
 
 
-def _advance(session: TrainingSession, max_seconds: float, first_wait: float) -> list[dict[str, Any]]:
+def _advance(session: TrainingSession, first_wait: float) -> list[dict[str, Any]]:
     trainer = session.trainer
     if session.status != RUNNING or trainer is None:
         return []
-    if session.backend == "worker":
-        if session.worker is None:
-            _start_worker(session)
-            return []
-        rows = session.worker.poll()
-        deadline = time.monotonic() + first_wait
-        while not trainer.history and not session.worker.ended() and time.monotonic() < deadline:  # a fresh run
-            rows = session.worker.poll(wait=0.05)
-        _take_worker_end(session)
-        return rows
-    rows = trainer.advance(max_steps=session.chunk_steps, max_seconds=max_seconds)
-    if trainer.error is not None:
-        session.status, session.message = ERROR, trainer.error
-    elif trainer.done:
-        session.status = FINISHED
+    if session.worker is None:
+        _start_worker(session)
+        return []
+    rows = session.worker.poll()
+    deadline = time.monotonic() + first_wait
+    while not trainer.history and not session.worker.ended() and time.monotonic() < deadline:  # a fresh run
+        rows = session.worker.poll(wait=0.05)
+    _take_worker_end(session)
     return rows
 
 
@@ -400,27 +371,6 @@ def model_cached(session: TrainingSession, name: str, compute: Callable[[], Any]
     return session.results[full_key]
 
 
-def paced_cached(session: TrainingSession, name: str, compute: Callable[[], Any], every_seconds: float,
-                 *key: Hashable) -> tuple[int, Any]:
-    """(step, result) like :func:`model_cached`, but while the run trains a result is worked out again only when
-    the newest one is ``every_seconds`` old: a heavy picture (an 80 x 80 mixture density, 1,024 gradient estimates)
-    follows training a few seconds behind instead of taking every redraw's time from the rest of the page."""
-    stamp_key = (name, session.version, *key)
-    if _paced(session):
-        found = latest_cached(session, name, *key)
-        stamp = session.computed_at.get(stamp_key)
-        fresh = stamp is not None and time.monotonic() - stamp < every_seconds
-        if found is not None and (fresh or not take_work_slot(session)):
-            return found
-
-    def timed() -> Any:
-        result = compute()
-        session.computed_at[stamp_key] = time.monotonic()
-        return result
-
-    return session.step, model_cached(session, name, timed, *key)
-
-
 def run_view_state(session: TrainingSession, name: str, new: Callable[[], Any]) -> Any:
     """What a live view of this run keeps from one redraw to the next (the mean-gap curve and the frozen copy of
     the weights it works on, the estimator series), made by ``new()`` on first use. It goes with the run: Stop /
@@ -428,40 +378,6 @@ def run_view_state(session: TrainingSession, name: str, new: Callable[[], Any]) 
     if name not in session.run_views:
         session.run_views[name] = new()
     return session.run_views[name]
-
-
-WORK_SLOTS_PER_REDRAW = 1
-
-
-def new_redraw(session: TrainingSession) -> None:
-    """A redraw of the page's pictures begins: it may work out ``WORK_SLOTS_PER_REDRAW`` heavy summaries."""
-    session.work_slots = WORK_SLOTS_PER_REDRAW
-
-
-def _paced(session: TrainingSession) -> bool:
-    """Whether redraws ration heavy summaries: only an inline run that trains in the page's own redraws. A worker's
-    run is drawn by the browser from its stream; the page draws its summaries on demand, all of them at once."""
-    return session.running and session.backend == "inline"
-
-
-def has_work_slot(session: TrainingSession) -> bool:
-    """Whether this redraw may still work out a heavy summary (always, but while an inline run trains)."""
-    return not _paced(session) or session.work_slots > 0
-
-
-def take_work_slot(session: TrainingSession) -> bool:
-    """Use one of this redraw's heavy summaries, if one is left (always granted when the run is not training).
-
-    While training runs, the summaries that are worked out again every few seconds (KL bars, aggregate posterior,
-    the picked image's posterior, the mean gap, estimator variances) take turns, one per redraw: when several fell
-    due in one redraw, it took 2 to 3 s, and every picture of the page waited for it (the VAE's captions were up to
-    3.4 s behind the progress line)."""
-    if not _paced(session):
-        return True
-    if session.work_slots <= 0:
-        return False
-    session.work_slots -= 1
-    return True
 
 
 def latest_cached(session: TrainingSession, name: str, *key: Hashable) -> tuple[int, Any] | None:

@@ -23,7 +23,8 @@ from vaelab.ui.checkpoint_panel import checkpoint_panel
 from vaelab.ui.classroom_panel import lesson_model_button
 from vaelab.ui.config_form import config_form, default_prefix
 from vaelab.ui.controls import render_controls
-from vaelab.ui.live_view import CHUNK_SECONDS, REFRESH_SECONDS, ExtraViews, live_view
+from vaelab.ui.live_relay import start_relay
+from vaelab.ui.live_view import ExtraViews, live_view
 from vaelab.ui.run_downloads import run_downloads
 from vaelab.ui.session import TrainingSession, get_session
 from vaelab.ui.sidebar import current_settings
@@ -45,21 +46,19 @@ def within_budget(variant_key: str, config: BaseConfig, data: DataBundle) -> Bas
 
 def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
                    defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
-                   n_images: int = 10, refresh_seconds: float = REFRESH_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
-                   show_reconstructions: bool = True) -> TrainingSession:
+                   n_images: int = 10, show_reconstructions: bool = True) -> TrainingSession:
     """Draw the panel for one variant and return its session (``session.model`` is None until trained/loaded).
 
-    extra_views: ``f(session)`` drawn in a fragment of its own below the curves (pictures that update live: keep
-        it fast, it runs every ``VIEWS_REFRESH_SECONDS`` while training; it is only called once a model exists).
+    extra_views: ``f(session)`` drawn below the curves once a model exists: while the run trains, on demand
+        ("Explore the model now"; the stream shows the live pictures), else at every page run.
     defaults / fixed: passed to :func:`config_form` (starting values / values the page sets with its own widgets).
     n_images: fixed test images shown as original-over-reconstruction rows (one per class first).
-    refresh_seconds / chunk_seconds: the fragment's timer and the training time per redraw while running.
     show_reconstructions: False when the page draws its own (e.g. the denoising page's three rows).
     """
     settings = current_settings()
     session = get_session(variant_key)
-    if session.backend == "worker":
-        warm_up_in_background()  # the first Start then needs no imports
+    warm_up_in_background()  # the first Start then needs no imports
+    start_relay()  # once per process: the reports of every run that trains are brought in and relayed
     prefix = panel_prefix(variant_key)
     form_prefix = default_prefix(variant_key)
     locked = session.trainer is not None
@@ -71,8 +70,8 @@ def training_panel(variant_key: str, *, extra_views: ExtraViews | None = None,
         if config is not None and not locked:
             config = within_budget(variant_key, config, settings.data)
     render_controls(session, config, settings, prefix)
-    live_view(variant_key, key_prefix=prefix, extra_views=extra_views, refresh_seconds=refresh_seconds,
-              chunk_seconds=chunk_seconds, n_images=n_images, show_reconstructions=show_reconstructions)
+    live_view(variant_key, key_prefix=prefix, extra_views=extra_views, n_images=n_images,
+              show_reconstructions=show_reconstructions)
     with st.expander("Save / load", icon=":material/save:"):
         checkpoint_panel(session, prefix, form_prefix)
     run_downloads(session, prefix)
