@@ -46,6 +46,27 @@ MODES = ("reload", "close", "navigate", "kill")
 PAGES = ("Autoencoder", "Sparse autoencoder", "Denoising autoencoder", "k-sparse autoencoder")
 SHORT_EPOCHS, LONG_EPOCHS = 3, 500
 STEP = re.compile(r"step ([\d,]+)/|([\d,]+) steps")
+STREAM_PROGRESS = "() => { const e = document.querySelector('.progress .text'); return e ? e.textContent : ''; }"
+
+
+def progress_text(page, timeout_ms: float) -> str:
+    """The progress line: the live stream's while the run trains (in its component's frame), else the page's."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        for frame in page.frames:
+            if "vaelab_live_stream" in frame.url:
+                try:
+                    text = frame.evaluate(STREAM_PROGRESS)
+                except Exception:  # noqa: BLE001 (a frame that went away meanwhile)
+                    continue
+                if STEP.search(text or ""):
+                    return text
+        shown = page.get_by_text(STEP).filter(visible=True)
+        if shown.count():
+            return shown.first.inner_text(timeout=timeout_ms)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no progress line within {timeout_ms / 1000:.0f} s")
+        page.wait_for_timeout(100)
 STATUSES = ("Training", "Paused", "Finished", "Stopped")
 NOT_STARTED = "Not started"
 
@@ -90,8 +111,7 @@ class Soak:
     # -- page helpers -------------------------------------------------------------------------------------------
     @staticmethod
     def step(page) -> int:
-        text = page.get_by_text(STEP).filter(visible=True).first.inner_text(timeout=HANG_MS)
-        found = STEP.search(text)
+        found = STEP.search(progress_text(page, HANG_MS))
         return int((found.group(1) or found.group(2)).replace(",", ""))
 
     @staticmethod
@@ -132,8 +152,7 @@ class Soak:
             return page, False
         set_epochs(page, epochs)
         start = page.get_by_role("button", name="Start")
-        ok = self.timed("start", start.click, lambda t: page.get_by_text(STEP).filter(visible=True).first.wait_for(
-            timeout=t))
+        ok = self.timed("start", start.click, lambda t: progress_text(page, t))
         return page, ok
 
     # -- the ways to abandon a run ---------------------------------------------------------------------------
@@ -153,7 +172,7 @@ class Soak:
                 if self.timed("navigate away", sidebar_link(page, other).click, self.heading(page, other)):
                     set_epochs(page, epochs)
                     self.timed("start", page.get_by_role("button", name="Start").click,
-                               lambda t: page.get_by_text(STEP).filter(visible=True).first.wait_for(timeout=t))
+                               lambda t: progress_text(page, t))
                     page.wait_for_timeout(2000)
                     runs.append(Abandoned(page.url, other, self.step(page), mode, 0.0))
                     if self.timed("navigate back", sidebar_link(page, title).click, self.heading(page, title)):

@@ -3,12 +3,13 @@ inline and each with a small download button.
 
 ``show_image_rows`` draws rows of flattened images (e.g. originals over reconstructions); ``show_picture``
 draws any 2-D array in [0, 1] (a filter grid from :mod:`vaelab.analysis.image_grids`, a manifold from
-:mod:`vaelab.analysis.generation`). Both are cheap enough to redraw live inside the training panel's fragment.
+:mod:`vaelab.analysis.generation`). While a run trains the live pictures come from its stream instead
+(vaelab/ui/live_stream.py); these draw the still ones and those drawn on demand.
 
 Why inline: ``st.image`` given pixels stores a PNG in Streamlit's media file manager and sends the browser its URL.
-A file no script run refers to any more is deleted at the end of the next run, fragment runs included; while
-training, the live fragment redraws every second or so, and a busy browser that fetches a URL after the next
-redraw gets a 404 and shows a broken-image icon (seen under CPU load on every image of a page at once). Here the PNG
+A file no script run refers to any more is deleted at the end of the next run, fragment runs included; when the
+pictures were redrawn every second or so, a busy browser that fetched a URL after the next redraw got a 404 and
+showed a broken-image icon (seen under CPU load on every image of a page at once). Here the PNG
 travels inside the page as a ``data:`` URI (``st.image`` passes such a URL through untouched), so there is nothing
 to fetch and nothing to lose. The download button makes its file on click (a deferred ``data`` callable) and never
 reruns the page (``on_click="ignore"``), so a download does not interrupt training.
