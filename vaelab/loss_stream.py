@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from vaelab.live_frames import Frame
-from vaelab.plots import HISTORY_META, term_panels
+from vaelab.plots import HISTORY_META, drawn_terms, term_panels
 
 MAX_POINTS = 1000  # per kind of row: the chart is narrower than this many pixels
 KINDS = ("train", "test")
@@ -71,9 +71,8 @@ class LossSeries:
 
     @property
     def shown_terms(self) -> list[str]:
-        """Every term, without a 'total' that only repeats the single other term (a plain autoencoder)."""
-        terms = [t for t in self.terms if t != "total"] + (["total"] if "total" in self.terms else [])
-        return terms[:1] if len(terms) == 2 and terms[-1] == "total" else terms
+        """The terms the chart draws (:func:`vaelab.plots.drawn_terms`)."""
+        return drawn_terms(self.terms)
 
     def panels(self) -> list[list[str]]:
         if self._panels is None:

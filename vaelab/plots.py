@@ -40,6 +40,13 @@ def history_terms(history: Sequence[Mapping]) -> list[str]:
     return ordered + ["total"] if "total" in names else ordered
 
 
+def drawn_terms(terms: Sequence[str]) -> list[str]:
+    """The terms a loss chart draws: ``terms`` in order with "total" last, and without a "total" that only repeats
+    the single other term (a plain autoencoder)."""
+    ordered = [t for t in terms if t != "total"] + (["total"] if "total" in terms else [])
+    return ordered[:1] if len(ordered) == 2 and ordered[-1] == "total" else ordered
+
+
 def _smoothed(values: list[float], weight: float) -> list[float]:
     """Exponential moving average with bias correction (TensorBoard's smoothing); weight 0 leaves values as is."""
     if weight == 0.0:

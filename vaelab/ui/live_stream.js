@@ -248,18 +248,24 @@ function drawImages(region, frame, element) {
   caption(region, (region.title ? region.title + " · " : "") + "step " + frame.step.toLocaleString("en-US"));
 }
 
+// -- a canvas as wide as its region and ``height`` px high, sharp on any screen: [its 2-D context, its width]
+function plotCanvas(element, height, fallbackWidth) {
+  let canvas = element.querySelector("canvas");
+  if (!canvas) { canvas = document.createElement("canvas"); element.appendChild(canvas); }
+  const ratio = window.devicePixelRatio || 1, width = element.clientWidth || fallbackWidth;
+  canvas.width = width * ratio; canvas.height = height * ratio;
+  canvas.style.width = width + "px"; canvas.style.height = height + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  return [ctx, width];
+}
+
 // -- a code map: 2-D codes coloured by digit on a canvas, axes fitted to the points
 function drawScatter(region, frame, element) {
   const {data, shape} = frame.arrays.codes, labels = frame.arrays.labels.data, n = shape[0], d = shape[1];
   const size = region.height || 360, margin = 36;
-  let canvas = element.querySelector("canvas");
-  if (!canvas) { canvas = document.createElement("canvas"); element.appendChild(canvas); }
-  const ratio = window.devicePixelRatio || 1, width = element.clientWidth || size;
-  canvas.width = width * ratio; canvas.height = size * ratio;
-  canvas.style.width = width + "px"; canvas.style.height = size + "px";
-  const ctx = canvas.getContext("2d");
-  ctx.scale(ratio, ratio);
-  ctx.clearRect(0, 0, width, size);
+  const [ctx, width] = plotCanvas(element, size, size);
   const xs = [], ys = [];
   for (let i = 0; i < n; i++) { xs.push(data[i * d]); ys.push(d > 1 ? data[i * d + 1] : 0); }
   const finite = v => Number.isFinite(v);
@@ -297,14 +303,7 @@ function drawHistogram(region, frame, element) {
   const top = Math.max(1e-6, ...means, rho || 0), counts = new Array(BINS).fill(0);
   for (const m of means) counts[Math.min(BINS - 1, Math.floor(m / top * BINS))] += 1;
   const height = region.height || 260, margin = 36;
-  let canvas = element.querySelector("canvas");
-  if (!canvas) { canvas = document.createElement("canvas"); element.appendChild(canvas); }
-  const ratio = window.devicePixelRatio || 1, width = element.clientWidth || 400;
-  canvas.width = width * ratio; canvas.height = height * ratio;
-  canvas.style.width = width + "px"; canvas.style.height = height + "px";
-  const ctx = canvas.getContext("2d");
-  ctx.scale(ratio, ratio);
-  ctx.clearRect(0, 0, width, height);
+  const [ctx, width] = plotCanvas(element, height, 400);
   const most = Math.max(1, ...counts), plotW = width - 2 * margin, plotH = height - 2 * margin;
   ctx.fillStyle = TERM_COLORS[0];
   counts.forEach((c, i) => {

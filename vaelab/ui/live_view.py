@@ -21,7 +21,7 @@ import streamlit as st
 import torch
 
 from vaelab import plots
-from vaelab.live_frames import fixed_test_indices, run_model, views_for
+from vaelab.live_frames import LiveView, fixed_test_indices, run_model, views_for
 from vaelab.ui.charts import show_chart
 from vaelab.ui.images import show_image_rows
 from vaelab.ui.lease import RunBusy
@@ -49,8 +49,7 @@ def _progress(session: TrainingSession) -> None:
 def curve_terms(history: list[dict], exclude: Sequence[str] = ()) -> list[str]:
     """Every loss term but ``exclude`` (a model's ``diagnostic_terms``), and without a 'total' that only repeats
     the single other term (e.g. a plain autoencoder)."""
-    terms = [t for t in plots.history_terms(history) if t not in exclude]
-    return terms[:1] if len(terms) == 2 and terms[-1] == "total" else terms
+    return plots.drawn_terms([t for t in plots.history_terms(history) if t not in exclude])
 
 
 def _thinned(rows: list[dict], max_rows: int) -> list[dict]:
@@ -138,10 +137,10 @@ STREAMED_TITLES = {"reconstructions": "Top: test images; bottom: reconstructions
                    "activations": "Mean activation ρ̂ⱼ of the code units", "manifold": "Manifold: z = Φ⁻¹(p)"}
 
 
-def lesson_regions(session: TrainingSession) -> list[Region]:
-    """The page's own live views (filters, the code map, samples), as the worker streams them."""
+def lesson_regions(views: list[LiveView]) -> list[Region]:
+    """The page's own live views among ``views`` (filters, activations, the code map, the manifold, samples)."""
     regions = []
-    for view in views_for(session.variant, session.model):
+    for view in views:
         if view.name == "filters":
             regions.append(Region("filters", "images", STREAMED_TITLES["filters"], ncols=16, scale=2))
         elif view.name == "codes":
@@ -163,11 +162,12 @@ def _streamed(session: TrainingSession, key_prefix: str, extra_views: ExtraViews
     log_y = st.toggle("Log scale", key=f"{key_prefix}.log_y", help="Loss axis on a log scale.")
     main = [Region("progress", "progress", span=2), Region("losses", "losses", "Loss curves", height=380,
                                                              waiting="Loss curves appear after the first steps.")]
+    views = views_for(session.variant, session.model)
     if show_reconstructions or session.variant == "denoising":
-        first = views_for(session.variant, session.model)[0].name  # reconstructions (denoising: its three rows)
+        first = views[0].name  # reconstructions (denoising: its three rows)
         main.append(Region(first, "images", STREAMED_TITLES[first], scale=2))
     live_region(session, main, key=f"{key_prefix}.stream.{session.version}", columns=(3, 2), log_y=log_y)
-    lesson = lesson_regions(session)
+    lesson = lesson_regions(views)
     if lesson:
         live_region(session, lesson, key=f"{key_prefix}.stream_lesson.{session.version}",
                     columns=tuple(2 if r.kind == "scatter" else 1 for r in lesson))
